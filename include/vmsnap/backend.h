@@ -1,0 +1,128 @@
+/*
+ * vmsnap/backend.h - the snapshot strategy interface (the paper's
+ * "Snapshot API" and "Snapshot Adapter").
+ *
+ * An SR (storage repository) has a type; each type is implemented by a
+ * backend: a table of functions filled with designated initializers, that
+ * starts with its size and only grows at the end (as nbdkit's plugin struct
+ * and libgit2's odb backend).  The control layer picks the table from the
+ * SR's type and never tests the type itself.
+ *
+ * The catalog stores, for every disk and disk snapshot, an opaque `ref`
+ * string that the backend handed out (a volume id for the native engine, a
+ * dataset/file path for zfs, a file path for reflink) and passes it back.
+ * Refs returned through `out` are malloc'd; the caller frees them.
+ *
+ * All functions return 0 or a negative vms_error_code with a message.
+ */
+#ifndef VMSNAP_BACKEND_H
+#define VMSNAP_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vms_sr_handle vms_sr_handle;   /* an opened SR, backend-private */
+typedef struct vms_disk vms_disk;             /* an opened disk or snapshot, for I/O */
+
+/* Capabilities a backend reports; the CLI says when a verb is unavailable. */
+#define VMS_CAP_SNAPSHOT        (1ull << 0)
+#define VMS_CAP_CLONE           (1ull << 1)
+#define VMS_CAP_ROLLBACK_ANY    (1ull << 2)  /* rollback to a non-latest snapshot keeping newer ones */
+#define VMS_CAP_ATOMIC_MULTI    (1ull << 3)  /* multi-disk snapshot atomic without holding writes */
+#define VMS_CAP_TRIM            (1ull << 4)
+#define VMS_CAP_BLOCK_STATUS    (1ull << 5)
+#define VMS_CAP_DIFF            (1ull << 6)  /* changed blocks between snapshots */
+#define VMS_CAP_UNIQUE_BYTES    (1ull << 7)
+#define VMS_CAP_CHECK           (1ull << 8)
+#define VMS_CAP_RESIZE          (1ull << 9)
+
+#define VMS_DISK_READONLY 1u
+
+/* Space figures of an SR. */
+typedef struct vms_sr_space {
+	uint64_t total_bytes;
+	uint64_t free_bytes;
+	uint64_t used_bytes;
+} vms_sr_space;
+
+/* Per-disk or per-snapshot space. UINT64_MAX = unknown. */
+typedef struct vms_ref_space {
+	uint64_t referenced;   /* bytes mapped */
+	uint64_t unique;       /* bytes deleting it would free */
+	uint64_t written;      /* bytes written since the previous snapshot */
+} vms_ref_space;
+
+typedef int (*vms_range_cb)(void *ctx, uint64_t off, uint64_t len, int allocated);
+
+typedef struct vms_backend {
+	size_t size;          /* sizeof(vms_backend) the backend was built with */
+	const char *type;     /* "native", "zfs", "reflink" */
+	uint64_t caps;
+
+	/* ---- SR lifecycle.  `location` is a directory (native: holds the pool
+	 * file; reflink: the SR directory; zfs: "pool/dataset" name, with the
+	 * mountpoint found through zfs).  `options` is "key=value,..." or NULL. */
+	int (*sr_create)(const char *location, uint64_t size, const char *options);
+	int (*sr_open)(vms_sr_handle **out, const char *location);
+	int (*sr_close)(vms_sr_handle *sr);
+	int (*sr_destroy)(const char *location);         /* SR must be empty */
+	int (*sr_space)(vms_sr_space *out, vms_sr_handle *sr);
+
+	/* ---- disks.  vm_key and disk_key are the catalog UUIDs (validated
+	 * strings, never user names), so a backend may use them in paths. */
+	int (*disk_create)(char **out_ref, vms_sr_handle *sr, const char *vm_key,
+	                   const char *disk_key, uint64_t size);
+	int (*disk_delete)(vms_sr_handle *sr, const char *ref);
+	int (*disk_resize)(vms_sr_handle *sr, const char *ref, uint64_t size);
+
+	/* Snapshot the n disks of one VM atomically; out_refs[i] for refs[i]. */
+	int (*snapshot_create)(char **out_refs, vms_sr_handle *sr, const char *vm_key,
+	                       const char *snap_key, const char *const *refs, size_t n);
+	int (*snapshot_delete)(vms_sr_handle *sr, const char *vm_key, const char *snap_key,
+	                       const char *const *snap_refs, size_t n);
+	/* Make disks refs[i] equal to snapshots snap_refs[i]; keeps newer snapshots.
+	 * A backend may change a disk's ref (new_refs[i] non-NULL). */
+	int (*rollback)(char **new_refs, vms_sr_handle *sr, const char *vm_key,
+	                const char *const *refs, const char *const *snap_refs, size_t n);
+	/* New writable disks from snapshots (or disks) src_refs[i] for VM dst_vm_key. */
+	int (*clone)(char **out_refs, vms_sr_handle *sr, const char *dst_vm_key,
+	             const char *const *dst_disk_keys, const char *const *src_refs, size_t n);
+
+	int (*ref_space)(vms_ref_space *out, vms_sr_handle *sr, const char *ref);
+
+	/* ---- I/O on a disk or snapshot (snapshots always read-only). */
+	int (*disk_open)(vms_disk **out, vms_sr_handle *sr, const char *ref, unsigned flags);
+	void (*disk_close)(vms_disk *d);
+	uint64_t (*disk_size)(vms_disk *d);
+	int (*disk_read)(vms_disk *d, void *buf, size_t len, uint64_t off);
+	int (*disk_write)(vms_disk *d, const void *buf, size_t len, uint64_t off, unsigned fua);
+	int (*disk_flush)(vms_disk *d);
+	int (*disk_trim)(vms_disk *d, uint64_t len, uint64_t off);
+	int (*disk_zero)(vms_disk *d, uint64_t len, uint64_t off, unsigned fua);
+	int (*disk_block_status)(vms_disk *d, uint64_t off, uint64_t len, vms_range_cb cb, void *ctx);
+
+	/* Hold and release writes on an SR's open disks (used by backends without
+	 * VMS_CAP_ATOMIC_MULTI to make a multi-disk snapshot atomic). */
+	/* ---- health */
+	int (*check)(vms_sr_handle *sr, unsigned flags, char **out_report_json);
+	/* grows here */
+} vms_backend;
+
+/* The registry of backends.  Returns NULL (with a message) for an unknown type. */
+const vms_backend *vms_backend_find(const char *type);
+
+/* Every registered backend, NULL-terminated. */
+const vms_backend *const *vms_backend_all(void);
+
+extern const vms_backend vms_backend_native;
+extern const vms_backend vms_backend_zfs;
+extern const vms_backend vms_backend_reflink;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
