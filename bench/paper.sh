@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# Reproduce the paper's experiment (Figures 9-11): IOPS, MB/s and response
+# time of a VM disk as the number of snapshots grows, chained vs non-chained,
+# for vmsnap and the peers a user would pick instead.  See docs/bench-paper.md.
+#
+#   bench/paper.sh                full run (<= 30 min on 2 cores)
+#   bench/paper.sh --quick        smoke run: few N, short runs (CI)
+#   bench/paper.sh --help         all options
+#
+# For every system and every N in the list the disk (2 GiB, fully written)
+# gets N snapshots with about 1.5% of it rewritten at random before each one,
+# then fio's nbd engine runs the paper's Table 1 load (2 KiB, 67% reads, 100%
+# random, iodepth 16) and the same job read-only.  Every fio job must report
+# no error; a verify pass (verify=crc32c, across a snapshot and a server
+# restart) must pass for every system.  Results: CSV files, gnuplot figures.
+set -uo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=lib/common.sh
+. "$BENCH_DIR/lib/common.sh"
+# shellcheck source=lib/sys_peers.sh
+. "$BENCH_DIR/lib/sys_peers.sh"
+# shellcheck source=lib/sys_vmsnap.sh
+. "$BENCH_DIR/lib/sys_vmsnap.sh"
+
+ALL_SYSTEMS="raw-nbdkit raw-qemu qcow2-chain qcow2-internal vmsnap-native vmsnap-zfs vmsnap-reflink"
+
+usage() {
+  cat <<EOF
+usage: bench/paper.sh [options]
+  --quick               smoke mode: N=0 1 4, 64 MiB disk, 2 s runs, small mgmt sizes
+  --systems LIST        comma-separated, from: ${ALL_SYSTEMS// /,}
+                        (default: all; unavailable vmsnap systems are skipped
+                        with a note unless --strict or CI=true)
+  --n "LIST"            snapshot counts to measure (default "0 1 2 4 8 16 32 64 128 256")
+  --runtime SEC         seconds per fio pass (default 10)
+  --size SIZE           disk size, fio syntax (default 2g)
+  --rewrite-pct P       percent of the disk rewritten before each snapshot (default 1.5)
+  --extent SIZE         size of each rewrite (default 64k)
+  --budget SEC          stop building a system's snapshots after SEC s (default 420)
+  --mgmt-sizes "LIST"   disk sizes for the management-op sweep (default "1g 2g 4g 8g"; "" skips)
+  --seed N              seed for the rewrites and verify pass (default: random, printed)
+  --out DIR             results directory (default bench/results/run-<UTC time>)
+  --work DIR            scratch directory for disks (default: mktemp under /var/tmp)
+  --build DIR           CMake build directory with vmsnapd and vmsnap (default build)
+  --strict              a system whose prerequisites are missing is an error
+  --no-plot             skip the gnuplot figures
+EOF
+}
+
+QUICK=0
+SYSTEMS=$ALL_SYSTEMS
+NLIST="0 1 2 4 8 16 32 64 128 256"
+RUNTIME=10
+SIZE=2g
+REWRITE_PCT=1.5
+EXTENT=64k
+BUDGET=420
+MGMT_SIZES="1g 2g 4g 8g"
+SEED=
+OUT=
+WORK=
+BUILD_DIR=$TOP/build
+STRICT=0
+PLOT=1
+[ "${CI:-}" = true ] && STRICT=1
+ARGS=("$@")
+set_n=0 set_runtime=0 set_size=0 set_mgmt=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --systems) SYSTEMS=${2//,/ }; shift ;;
+    --n) NLIST=$2; set_n=1; shift ;;
+    --runtime) RUNTIME=$2; set_runtime=1; shift ;;
+    --size) SIZE=$2; set_size=1; shift ;;
+    --rewrite-pct) REWRITE_PCT=$2; shift ;;
+    --extent) EXTENT=$2; shift ;;
+    --budget) BUDGET=$2; shift ;;
+    --mgmt-sizes) MGMT_SIZES=$2; set_mgmt=1; shift ;;
+    --seed) SEED=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --work) WORK=$2; shift ;;
+    --build) BUILD_DIR=$2; shift ;;
+    --strict) STRICT=1 ;;
+    --no-plot) PLOT=0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$QUICK" = 1 ]; then
+  [ "$set_n" = 1 ] || NLIST="0 1 4"
+  [ "$set_runtime" = 1 ] || RUNTIME=2
+  [ "$set_size" = 1 ] || SIZE=64m
+  [ "$set_mgmt" = 1 ] || MGMT_SIZES="32m 64m"
+fi
+
+to_bytes() { # fio-style size: 2g, 64m, 64k, 512 (binary multiples)
+  local v=${1,,}
+  case $v in
+    *t) echo $(( ${v%t} * 1024 ** 4 )) ;;
+    *g) echo $(( ${v%g} * 1024 ** 3 )) ;;
+    *m) echo $(( ${v%m} * 1024 ** 2 )) ;;
+    *k) echo $(( ${v%k} * 1024 )) ;;
+    *) echo $(( v )) ;;
+  esac
+}
+valid_int() { [[ $1 =~ ^[0-9]+$ ]]; }
+for v in $NLIST; do valid_int "$v" || bench_die "--n: '$v' is not a snapshot count"; done
+valid_int "$RUNTIME" && [ "$RUNTIME" -ge 1 ] || bench_die "--runtime must be a whole number of seconds >= 1"
+valid_int "$BUDGET" || bench_die "--budget must be a whole number of seconds"
+[[ $SIZE =~ ^[0-9]+[kKmMgGtT]?$ ]] || bench_die "--size: bad size '$SIZE'"
+[[ $EXTENT =~ ^[0-9]+[kKmM]?$ ]] || bench_die "--extent: bad size '$EXTENT'"
+[[ $REWRITE_PCT =~ ^[0-9]+(\.[0-9]+)?$ ]] || bench_die "--rewrite-pct: bad percentage '$REWRITE_PCT'"
+for s in $MGMT_SIZES; do [[ $s =~ ^[0-9]+[kKmMgG]?$ ]] || bench_die "--mgmt-sizes: bad size '$s'"; done
+SIZE_B=$(to_bytes "$SIZE")
+EXTENT_B=$(to_bytes "$EXTENT")
+[ "$SIZE_B" -ge $((16 * 1024 * 1024)) ] || bench_die "--size must be at least 16m"
+[ "$EXTENT_B" -ge 2048 ] && [ $((EXTENT_B % 2048)) -eq 0 ] || bench_die "--extent must be a multiple of 2k"
+for s in $SYSTEMS; do
+  case " $ALL_SYSTEMS " in *" $s "*) ;; *) bench_die "unknown system '$s' (known: $ALL_SYSTEMS)" ;; esac
+done
+NLIST=$(tr ' ' '\n' <<<"$NLIST" | sort -n -u | tr '\n' ' ')
+NMAX=$(tr ' ' '\n' <<<"$NLIST" | sort -n | tail -1)
+[ -n "$SEED" ] || SEED=$(( (RANDOM << 15 | RANDOM) % 1000000 + 1 ))
+valid_int "$SEED" || bench_die "--seed must be a number"
+[ -n "$OUT" ] || OUT=$BENCH_DIR/results/run-$(date -u +%Y%m%dT%H%M%S)
+mkdir -p "$OUT" || bench_die "cannot create $OUT"
+OUT=$(cd "$OUT" && pwd)
+BENCH_LOG=$OUT/bench.log
+: >"$BENCH_LOG"
+
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+if [ -z "$WORK" ]; then
+  WORK=$(mktemp -d /var/tmp/vmsnap-bench.XXXXXX) || bench_die "mktemp failed"
+  bench_on_exit "rm -rf '$WORK'"
+else
+  mkdir -p "$WORK" || bench_die "cannot create $WORK"
+fi
+SOCK=$WORK/nbd.sock
+RAW_OUT=$OUT/fio
+mkdir -p "$RAW_OUT"
+
+RUNS=$OUT/runs.csv
+MGMT=$OUT/mgmt.csv
+CHECKS=$OUT/checks.csv
+RUNS_HDR="system,n,pass,runtime_s,iops,read_iops,write_iops,mbps,lat_mean_us,lat_p99_us,read_lat_mean_us,read_lat_p99_us,open_ms,server_rss_kb,alloc_bytes"
+MGMT_HDR="system,op,disk_bytes,n,ms"
+CHECKS_HDR="system,check,n,result,detail"
+
+bench_log "seed $SEED (replay with --seed $SEED); results in $OUT; log $BENCH_LOG"
+{
+  echo "command: bench/paper.sh ${ARGS[*]}"
+  echo "seed: $SEED"
+  echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "git: $(git -C "$TOP" rev-parse --short HEAD 2>/dev/null)"
+  echo "n_list: $NLIST"
+  echo "runtime_s: $RUNTIME"
+  echo "disk_bytes: $SIZE_B"
+  echo "rewrite: ${REWRITE_PCT}% in $EXTENT_B-byte extents before each snapshot"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
+  echo "mem: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+  echo "kernel: $(uname -r)"
+  echo "workdir_fs: $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
+  echo "loadavg_start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "fio: $(fio --version 2>/dev/null)"
+  echo "qemu: $(qemu-img --version 2>/dev/null | head -1)"
+  echo "nbdkit: $(nbdkit --version 2>/dev/null)"
+} >"$OUT/meta.txt"
+
+# Results of every self-check go to checks.csv (also from subshells, which
+# is why failures are counted from the file at the end).
+check_result() { # system check n ok|FAIL detail
+  bench_csv_append "$CHECKS" "$CHECKS_HDR" "$1,$2,$3,$4,${5//,/;}"
+  [ "$4" = ok ] || bench_log "CHECK FAILED: $1 $2 at N=$3: $5"
+}
+
+# The paper's Table 1 load, and the same job reading only.
+fio_pass() { # system n pass uri -> CSV fields, or fails
+  local sys=$1 n=$2 pass=$3 uri=$4 json rw
+  json=$RAW_OUT/$sys-n$n-$pass.json
+  case $pass in db) rw="--rw=randrw --rwmixread=67" ;; read) rw="--rw=randread" ;; esac
+  # shellcheck disable=SC2086
+  if bench_fio "$json" "$uri" $rw --bs=2k --iodepth=16 --size="$SIZE_B" \
+       --time_based --runtime="$RUNTIME" --ramp_time=1 --randrepeat=0 --randseed=$((SEED + n)) \
+       --norandommap --unified_rw_reporting=both --lat_percentiles=1; then
+    check_result "$sys" "fio-$pass" "$n" ok "no errors"
+    python3 "$BENCH_DIR/lib/fiojson.py" row "$json"
+  else
+    check_result "$sys" "fio-$pass" "$n" FAIL "fio error, see $json"
+    return 1
+  fi
+}
+
+# Serve, time the open, run both passes, record memory; then stop serving.
+measure() { # system fn n
+  local sys=$1 fn=$2 n=$3 open rss db rd alloc uri
+  "${fn}_serve" "$SOCK" || { check_result "$sys" serve "$n" FAIL "server did not start"; return 1; }
+  if ! open=$(bench_probe_open "$SOCK" "$SYS_EXPORT" 2>>"$BENCH_LOG"); then
+    check_result "$sys" open "$n" FAIL "export did not open, see $BENCH_LOG"
+    "${fn}_unserve"; return 1
+  fi
+  uri=$(bench_nbd_uri "$SOCK" "$SYS_EXPORT")
+  db=$(fio_pass "$sys" "$n" db "$uri") || { "${fn}_unserve"; return 1; }
+  rd=$(fio_pass "$sys" "$n" read "$uri") || { "${fn}_unserve"; return 1; }
+  rss=$(bench_server_rss_kb "$SYS_RSS_PID")
+  "${fn}_unserve"
+  alloc=$("${fn}_alloc")
+  bench_csv_append "$RUNS" "$RUNS_HDR" "$sys,$n,db,$RUNTIME,$db,$open,$rss,$alloc"
+  bench_csv_append "$RUNS" "$RUNS_HDR" "$sys,$n,read,$RUNTIME,$rd,$open,$rss,$alloc"
+  bench_log "$sys N=$n: db $(cut -d, -f1 <<<"$db") IOPS, read $(cut -d, -f1 <<<"$rd") IOPS, open ${open} ms, rss ${rss} KiB"
+}
+
+# Serve and write: fill the whole disk (sequential) or rewrite a few percent.
+serve_and() { # fn what seed
+  local fn=$1 uri json rc=0
+  "${fn}_serve" "$SOCK" || return 1
+  bench_probe_open "$SOCK" "$SYS_EXPORT" >/dev/null 2>>"$BENCH_LOG" || { "${fn}_unserve"; return 1; }
+  uri=$(bench_nbd_uri "$SOCK" "$SYS_EXPORT")
+  json=$WORK/write.json
+  case $2 in
+    fill) bench_fio "$json" "$uri" --rw=write --bs=1m --iodepth=8 --size="$CUR_SIZE" || rc=1 ;;
+    rewrite) bench_rewrite "$uri" "$CUR_SIZE" "$REWRITE_PCT" "$EXTENT_B" "$3" "$json" >/dev/null || rc=1 ;;
+  esac
+  "${fn}_unserve"
+  return $rc
+}
+
+timed_op() { # system fn op disk_bytes n args... -> appends to mgmt.csv
+  local sys=$1 fn=$2 op=$3 disk=$4 n=$5; shift 5
+  bench_time_op "${fn}_${op%%-*}" "$@" || { check_result "$sys" "$op" "$n" FAIL "$op $* failed"; return 1; }
+  bench_csv_append "$MGMT" "$MGMT_HDR" "$sys,$op,$disk,$n,$TIMED_MS"
+}
+
+# The verify pass: write with crc32c headers and read back, snapshot (so
+# the data now lives below the live layer), restart the server and verify
+# it again with verify_only.
+verify_pass() { # system fn n
+  local sys=$1 fn=$2 n=$3 uri vargs ok=1
+  vargs=(--rw=randwrite --bs=2k --iodepth=16 --size="$SIZE_B" --io_size=$((SIZE_B / 32))
+         --verify=crc32c --verify_fatal=1 --randrepeat=0 --randseed=$((SEED + 777)))
+  "${fn}_serve" "$SOCK" && bench_probe_open "$SOCK" "$SYS_EXPORT" >/dev/null 2>>"$BENCH_LOG" || ok=0
+  uri=$(bench_nbd_uri "$SOCK" "$SYS_EXPORT")
+  [ $ok = 1 ] && { bench_fio "$RAW_OUT/$sys-verify-write.json" "$uri" "${vargs[@]}" --do_verify=1 || ok=0; }
+  "${fn}_unserve"
+  if [ $ok = 1 ] && [ "$n" -gt 0 ]; then "${fn}_snapshot" verify || ok=0; fi
+  if [ $ok = 1 ]; then
+    "${fn}_serve" "$SOCK" && bench_probe_open "$SOCK" "$SYS_EXPORT" >/dev/null 2>>"$BENCH_LOG" || ok=0
+    [ $ok = 1 ] && { bench_fio "$RAW_OUT/$sys-verify-reread.json" "$uri" "${vargs[@]}" --verify_only=1 || ok=0; }
+    "${fn}_unserve"
+  fi
+  if [ $ok = 1 ]; then
+    check_result "$sys" verify-crc32c "$n" ok "$((SIZE_B / 32)) bytes written and read back, again after snapshot+restart"
+  else
+    check_result "$sys" verify-crc32c "$n" FAIL "see $RAW_OUT/$sys-verify-*.json and $BENCH_LOG"
+  fi
+}
+
+run_system() { # system
+  local sys=$1 fn=${1//-/_} maxn n t0 why d
+  if ! why=$("${fn}_check"); then
+    if [ "$STRICT" = 1 ]; then
+      check_result "$sys" prerequisites - FAIL "$why"
+    else
+      bench_log "skipping $sys: $why"
+      bench_csv_append "$CHECKS" "$CHECKS_HDR" "$sys,prerequisites,-,skipped,${why//,/;}"
+    fi
+    return 0
+  fi
+  maxn=$("${fn}_max_n")
+  [ "$maxn" -gt "$NMAX" ] && maxn=$NMAX
+  d=$WORK/$sys
+  CUR_SIZE=$SIZE_B
+  bench_log "$sys: $("${fn}_label"), building up to N=$maxn"
+  bench_on_exit "${fn}_teardown"
+  "${fn}_setup" "$d" "$SIZE_B" || { check_result "$sys" setup 0 FAIL "setup failed"; return 1; }
+  serve_and "$fn" fill || { check_result "$sys" fill 0 FAIL "filling the disk failed"; "${fn}_teardown"; return 1; }
+  t0=$SECONDS
+  for ((n = 0; n <= maxn; n++)); do
+    if [ "$n" -gt 0 ]; then
+      serve_and "$fn" rewrite $((SEED * 1000 + n)) || { check_result "$sys" rewrite "$n" FAIL "rewrite failed"; break; }
+      timed_op "$sys" "$fn" snapshot "$SIZE_B" "$n" "s$n" || break
+    fi
+    if [[ " $NLIST " == *" $n "* ]]; then
+      measure "$sys" "$fn" "$n" || break
+      if [ "$n" -gt 0 ]; then
+        # Drop the load's writes so every snapshot differs from the last by
+        # the rewrite alone; then delete the newest snapshot and take it again
+        # (same content), which times delete and create at this N.
+        timed_op "$sys" "$fn" rollback "$SIZE_B" "$n" "s$n" || break
+        timed_op "$sys" "$fn" delete-newest "$SIZE_B" "$n" "s$n" || break
+        timed_op "$sys" "$fn" snapshot "$SIZE_B" "$n" "s$n" || break
+      fi
+    fi
+    if [ $((SECONDS - t0)) -gt "$BUDGET" ] && [ "$n" -lt "$maxn" ]; then
+      bench_log "$sys: build budget of ${BUDGET}s spent at N=$n; larger N not measured"
+      bench_csv_append "$CHECKS" "$CHECKS_HDR" "$sys,budget,$n,stopped,build budget ${BUDGET}s spent"
+      break
+    fi
+  done
+  n=$([ "$n" -gt "$maxn" ] && echo "$maxn" || echo "$n")
+  verify_pass "$sys" "$fn" "$n"
+  if [ "$n" -ge 3 ]; then
+    # Retention deletes the oldest snapshot; a user cleaning up, any.
+    timed_op "$sys" "$fn" delete-middle "$SIZE_B" "$n" "s$((n / 2))" &&
+      timed_op "$sys" "$fn" delete-oldest "$SIZE_B" "$((n - 1))" s1 || true
+  fi
+  "${fn}_teardown"
+}
+
+# Management operations vs disk size: fill a disk of each size, take three
+# snapshots with rewrites between, then roll back and delete.
+mgmt_sweep() { # system
+  local sys=$1 fn=${1//-/_} sz b d
+  "${fn}_check" >/dev/null || return 0
+  [ "$("${fn}_max_n")" -ge 3 ] || return 0
+  for sz in $MGMT_SIZES; do
+    b=$(to_bytes "$sz"); d=$WORK/$sys-size$sz; CUR_SIZE=$b
+    bench_log "$sys: management ops on a $sz disk"
+    "${fn}_setup" "$d" "$b" || { check_result "$sys" setup-size "$sz" FAIL "setup failed"; continue; }
+    if serve_and "$fn" fill; then
+      for n in 1 2 3; do
+        serve_and "$fn" rewrite $((SEED * 1000 + 900 + n)) || { check_result "$sys" rewrite-size "$sz" FAIL "rewrite failed"; break; }
+        timed_op "$sys" "$fn" snapshot "$b" "$n" "s$n" || break
+      done
+      timed_op "$sys" "$fn" rollback "$b" 3 s3 &&
+        timed_op "$sys" "$fn" delete-middle "$b" 3 s2 &&
+        timed_op "$sys" "$fn" delete-oldest "$b" 2 s1 || true
+    else
+      check_result "$sys" fill-size "$sz" FAIL "fill failed"
+    fi
+    "${fn}_teardown"
+  done
+}
+
+for s in $SYSTEMS; do run_system "$s"; done
+for s in $SYSTEMS; do mgmt_sweep "$s"; done
+echo "loadavg_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+
+if [ "$PLOT" = 1 ] && [ -s "$RUNS" ]; then
+  if command -v gnuplot >/dev/null; then
+    python3 "$BENCH_DIR/lib/report.py" --out "$OUT" --plot-dir "$OUT/img" \
+      --gp "$BENCH_DIR/plot" >>"$BENCH_LOG" 2>&1 || check_result all plot - FAIL "figures failed, see $BENCH_LOG"
+  else
+    check_result all plot - FAIL "gnuplot not installed (apt-get install gnuplot-nox)"
+  fi
+fi
+[ -s "$RUNS" ] || check_result all runs - FAIL "no system was measured"
+
+FAILURES=$(grep -c ',FAIL,' "$CHECKS" 2>/dev/null)
+bench_log "done: $(grep -c ',ok,' "$CHECKS" 2>/dev/null) checks passed, $FAILURES failed; results in $OUT"
+[ "$FAILURES" -eq 0 ]

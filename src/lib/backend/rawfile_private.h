@@ -1,0 +1,93 @@
+/*
+ * rawfile_private.h - raw-file disks shared by the zfs and reflink backends.
+ *
+ * Both backends keep each disk (and each snapshot of it) as one plain file
+ * and serve I/O with pread/pwrite.  The helpers here implement the disk_*
+ * verbs of vms_backend on such a file, plus the file-level operations both
+ * backends need (crash-safe create, FICLONE copy, sparse-aware copy, name
+ * validation).  Semi-private: only src/lib/backend/ includes this.
+ */
+#ifndef VMS_BACKEND_RAWFILE_PRIVATE_H
+#define VMS_BACKEND_RAWFILE_PRIVATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmsnap/backend.h"
+
+/* The disk handle of file-based backends.  `fd` is opened O_RDONLY for
+ * snapshots and read-only opens, O_RDWR otherwise. */
+struct vms_disk {
+	int fd;
+	unsigned flags;        /* VMS_DISK_READONLY */
+	int punch_ok;          /* fallocate(PUNCH_HOLE) worked or not tried yet */
+	int zero_range_ok;     /* fallocate(ZERO_RANGE) worked or not tried yet */
+	uint64_t size;         /* size at open; disk_size() re-reads it */
+	void *owner_data;      /* backend-specific (zfs: view bookkeeping) */
+	void (*owner_release)(void *owner_data);
+	char *path;
+};
+
+/* A key (catalog UUID or snapshot name) that may reach a path or a command:
+ * 1..64 characters of [A-Za-z0-9_-], starting with a letter or digit.
+ * Returns 0 or VMS_EINVAL with "invalid <what> '<name>'". */
+int vms_raw__check_key(const char *what, const char *name);
+
+/* Refs of the file-based backends: "<vm_key>/<disk_key>" for a disk and
+ * "<vm_key>@<snap_key>/<disk_key>" for the disk in a VM snapshot.  Parse and
+ * validate one: the keys are copied into the 65-byte buffers (snap is ""
+ * for a disk ref).  Returns 0 or VMS_EINVAL naming the bad ref. */
+#define VMS_KEY_MAX 65
+int vms_raw__parse_ref(const char *ref, char vm[VMS_KEY_MAX], char snap[VMS_KEY_MAX],
+                       char disk[VMS_KEY_MAX]);
+
+/* malloc'd ref built from keys (snap NULL or "" for a disk ref). */
+int vms_raw__make_ref(char **out, const char *vm, const char *snap, const char *disk);
+
+/* Open `path` as a disk.  Returns 0 and a handle owned by the caller
+ * (release with vms_raw__close). */
+int vms_raw__open(vms_disk **out, const char *path, unsigned flags);
+void vms_raw__close(vms_disk *d);
+uint64_t vms_raw__size(vms_disk *d);
+int vms_raw__read(vms_disk *d, void *buf, size_t len, uint64_t off);
+int vms_raw__write(vms_disk *d, const void *buf, size_t len, uint64_t off, unsigned fua);
+int vms_raw__flush(vms_disk *d);
+int vms_raw__trim(vms_disk *d, uint64_t len, uint64_t off);
+int vms_raw__zero(vms_disk *d, uint64_t len, uint64_t off, unsigned fua);
+int vms_raw__block_status(vms_disk *d, uint64_t off, uint64_t len, vms_range_cb cb, void *ctx);
+
+/* Create a new sparse file of `size` bytes exclusively (EEXISTS if present),
+ * durable: file and directory entry are fsync'd. */
+int vms_raw__create_file(const char *path, uint64_t size);
+
+/* Grow the file to `size` (shrinking is refused: it would lose data). */
+int vms_raw__resize_file(const char *path, uint64_t size);
+
+/* Make dst a reflink copy of src (FICLONE), crash-safely: clone into
+ * "<dst>.tmp", fsync, rename over dst, fsync the directory.  With
+ * `exclusive`, fail with EEXISTS if dst exists.  Returns VMS_ENOTSUP with a
+ * clear message when the filesystem has no reflinks. */
+int vms_raw__reflink_file(const char *dst, const char *src, int exclusive);
+
+/* Copy src to dst (new file, exclusive), keeping holes (SEEK_DATA/HOLE),
+ * crash-safely through "<dst>.tmp" + rename.  For filesystems without
+ * reflinks across the two places. */
+int vms_raw__copy_file(const char *dst, const char *src, int exclusive);
+
+/* fsync a directory. */
+int vms_raw__fsync_dir(const char *dir);
+
+/* fsync the directory that contains `path`. */
+int vms_raw__fsync_parent(const char *path);
+
+/* Allocated bytes of a file (st_blocks * 512) into *out. */
+int vms_raw__allocated(uint64_t *out, const char *path);
+
+/* Bytes of `path` in extents not shared with any other file (FIEMAP
+ * FIEMAP_EXTENT_SHARED); VMS_ENOTSUP when FIEMAP is not available. */
+int vms_raw__unshared(uint64_t *out, const char *path);
+
+/* malloc'd "a/b" (NULL-safe error on overflow / ENOMEM). */
+int vms_raw__join(char **out, const char *a, const char *b);
+
+#endif
