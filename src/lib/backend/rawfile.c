@@ -32,7 +32,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stdarg.h>
+
 #include "vmsnap/error.h"
+#include "vmsnap/json.h"
 #include "backend/rawfile_private.h"
 
 #define ZERO_CHUNK (1u << 20)
@@ -86,6 +89,59 @@ int vms_raw__parse_ref(const char *ref, char vm[VMS_KEY_MAX], char snap[VMS_KEY_
 	if (at && (rc = copy_key(snap, at + 1, (size_t)(slash - at - 1), "snapshot key", ref)) < 0)
 		return rc;
 	return copy_key(disk, slash + 1, strlen(slash + 1), "disk key", ref);
+}
+
+int vms_raw__ref(vms_raw_ref *r, const char *ref, int want_snap)
+{
+	int rc = vms_raw__parse_ref(ref, r->vm, r->snap, r->disk);
+
+	if (rc < 0)
+		return rc;
+	if (want_snap == 1 && !r->snap[0])
+		return vms_error_set(VMS_EINVAL, "ref '%s' is a disk, a snapshot was expected", ref);
+	if (want_snap == 0 && r->snap[0])
+		return vms_error_set(VMS_EINVAL, "ref '%s' is a snapshot, a disk was expected", ref);
+	return 0;
+}
+
+int vms_raw__check_refs(const char *vm, const char *const *refs, size_t n, int want_snap)
+{
+	vms_raw_ref r;
+	int rc;
+
+	if (n && !refs)
+		return vms_error_set(VMS_EINVAL, "refs: NULL array");
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = vms_raw__ref(&r, refs[i], want_snap)) < 0)
+			return rc;
+		if (vm && strcmp(r.vm, vm) != 0)
+			return vms_error_set(VMS_EINVAL, "ref '%s' does not belong to VM %s", refs[i], vm);
+	}
+	return 0;
+}
+
+void vms_raw__free_refs(char **refs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(refs[i]);
+		refs[i] = NULL;
+	}
+}
+
+int vms_raw__json_addf(struct vms_json *arr, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	vms_json *v;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (!(v = vms_json_new_string(buf)) || vms_json_array_append(arr, v) < 0) {
+		vms_json_free(v);
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	}
+	return 0;
 }
 
 int vms_raw__make_ref(char **out, const char *vm, const char *snap, const char *disk)
@@ -501,11 +557,6 @@ int vms_raw__resize_file(const char *path, uint64_t size)
 		return vms_error_set_errno(errno, "open disk file %s", path);
 	if (fstat(fd, &st) < 0) {
 		rc = vms_error_set_errno(errno, "stat %s", path);
-		goto done;
-	}
-	if (size < (uint64_t)st.st_size) {
-		rc = vms_error_set(VMS_EINVAL, "cannot shrink disk from %lld to %llu bytes: data past the new "
-		                   "end would be lost", (long long)st.st_size, (unsigned long long)size);
 		goto done;
 	}
 	if (size != (uint64_t)st.st_size) {

@@ -41,6 +41,26 @@ int vms_raw__check_key(const char *what, const char *name);
 int vms_raw__parse_ref(const char *ref, char vm[VMS_KEY_MAX], char snap[VMS_KEY_MAX],
                        char disk[VMS_KEY_MAX]);
 
+/* A parsed ref (see vms_raw__parse_ref). */
+typedef struct vms_raw_ref {
+	char vm[VMS_KEY_MAX], snap[VMS_KEY_MAX], disk[VMS_KEY_MAX];
+} vms_raw_ref;
+
+/* Parse `ref`; want_snap 1: must be a snapshot ref, 0: must be a disk ref,
+ * -1: either. */
+int vms_raw__ref(vms_raw_ref *r, const char *ref, int want_snap);
+
+/* Validate refs[0..n) (want_snap as above); with `vm` non-NULL every ref
+ * must belong to that VM. */
+int vms_raw__check_refs(const char *vm, const char *const *refs, size_t n, int want_snap);
+
+/* free() refs[0..n) and set them to NULL. */
+void vms_raw__free_refs(char **refs, size_t n);
+
+/* Append a printf-formatted string to a JSON array (check reports). */
+struct vms_json;
+int vms_raw__json_addf(struct vms_json *arr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* malloc'd ref built from keys (snap NULL or "" for a disk ref). */
 int vms_raw__make_ref(char **out, const char *vm, const char *snap, const char *disk);
 
@@ -60,7 +80,8 @@ int vms_raw__block_status(vms_disk *d, uint64_t off, uint64_t len, vms_range_cb 
  * durable: file and directory entry are fsync'd. */
 int vms_raw__create_file(const char *path, uint64_t size);
 
-/* Grow the file to `size` (shrinking is refused: it would lose data). */
+/* Set the file's size to `size`, durably.  Shrinking drops the data past
+ * the new end: the control layer refuses it unless forced. */
 int vms_raw__resize_file(const char *path, uint64_t size);
 
 /* Make dst a reflink copy of src (FICLONE), crash-safely: clone into
