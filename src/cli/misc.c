@@ -1,0 +1,246 @@
+/*
+ * misc.c - vmsnap check, stats, export list, version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* ---- check ------------------------------------------------------------------------- */
+
+/* Print a report (string or any JSON) indented under its heading. */
+static void print_report(const vms_json *report)
+{
+	char *text = NULL;
+	if (!report || vms_json_type_of(report) == VMS_JSON_NULL)
+		return;
+	if (vms_json_type_of(report) == VMS_JSON_STRING) {
+		const char *s = vms_json_string(report);
+		if (!*s)
+			return;
+		printf("    ");
+		for (; *s; s++) {
+			putchar(*s);
+			if (*s == '\n' && s[1])
+				printf("    ");
+		}
+		if (s[-1] != '\n')
+			putchar('\n');
+		return;
+	}
+	if (vms_json_serialize(&text, report, VMS_JSON_PRETTY) == 0) {
+		printf("    ");
+		for (const char *s = text; *s; s++) {
+			putchar(*s);
+			if (*s == '\n')
+				printf("    ");
+		}
+		putchar('\n');
+	}
+	free(text);
+}
+
+static void print_items(const char *title, const vms_json *list)
+{
+	size_t n = vms_json_array_len(list);
+	printf("%s: %s\n", title, n ? "" : "none");
+	for (size_t i = 0; i < n; i++) {
+		const vms_json *o = vms_json_array_get(list, i);
+		char *text = NULL;
+		if (vms_json_type_of(o) == VMS_JSON_STRING)
+			printf("  %s\n", vms_json_string(o));
+		else if (vms_json_serialize(&text, o, 0) == 0)
+			printf("  %s\n", text);
+		free(text);
+	}
+}
+
+static int check_ok(const vms_json *r)
+{
+	return vms_json_bool(vms_json_object_get(r, "ok"));
+}
+
+static int render_check(cli_ctx *ctx, const vms_json *r)
+{
+	const vms_json *cat = vms_json_object_get(r, "catalog");
+	const vms_json *srs = vms_json_object_get(r, "srs");
+	if (ctx->scripted) {
+		printf("catalog\t%s\n", check_ok(cat) ? "ok" : "error");
+		for (size_t i = 0; i < vms_json_array_len(srs); i++) {
+			const vms_json *s = vms_json_array_get(srs, i);
+			printf("sr\t%s\t%s\n", cli_json_str(s, "sr"), check_ok(s) ? "ok" : "error");
+		}
+		printf("orphans\t%zu\nunsettled\t%zu\nresult\t%s\n",
+		       vms_json_array_len(vms_json_object_get(r, "orphans")),
+		       vms_json_array_len(vms_json_object_get(r, "unsettled")), check_ok(r) ? "ok" : "error");
+		return 0;
+	}
+	printf("catalog: %s\n", check_ok(cat) ? "ok" : "PROBLEMS");
+	if (!check_ok(cat))
+		print_report(vms_json_object_get(cat, "report"));
+	for (size_t i = 0; i < vms_json_array_len(srs); i++) {
+		const vms_json *s = vms_json_array_get(srs, i);
+		printf("sr %s (%s): %s\n", cli_json_str(s, "sr"), cli_json_str(s, "type") ? cli_json_str(s, "type") : "?",
+		       check_ok(s) ? "ok" : "PROBLEMS");
+		if (!check_ok(s))
+			print_report(vms_json_object_get(s, "report"));
+	}
+	print_items("orphans", vms_json_object_get(r, "orphans"));
+	print_items("unsettled", vms_json_object_get(r, "unsettled"));
+	printf("check: %s\n", check_ok(r) ? "ok" : "PROBLEMS FOUND");
+	return 0;
+}
+
+static int cmd_check(cli_ctx *ctx, const cli_args *a)
+{
+	cli_response r;
+	vms_json *args = cli_args_with(a, NULL, NULL, "sr data repair");
+	int rc;
+	if (!args)
+		return cli_nomem(ctx);
+	if ((rc = cli_call(ctx, "check", args, &r)) != 0)
+		return rc;
+	if (ctx->json)
+		printf("%s\n", r.text);
+	else
+		rc = render_check(ctx, r.result);
+	/* Like fsck and thin_check: problems found are a failure. */
+	if (!rc && !check_ok(r.result)) {
+		fprintf(stderr, "vmsnap: check found problems%s\n",
+		        cli_opt_has(a, "repair") ? "" : " (see above; --repair fixes what is safe to fix)");
+		rc = CLI_EXIT_ERROR;
+	}
+	cli_response_free(&r);
+	return rc;
+}
+
+/* ---- stats ------------------------------------------------------------------------------ */
+
+static const cli_column sr_stats_columns[] = {
+	{"name", "SR", CLI_COL_STR, "name", NULL, 1},
+	{"type", "TYPE", CLI_COL_STR, "type", NULL, 1},
+	{"total", "TOTAL", CLI_COL_SIZE, "total", NULL, 1},
+	{"used", "USED", CLI_COL_SIZE, "used", NULL, 1},
+	{"free", "FREE", CLI_COL_SIZE, "free", NULL, 1},
+	{"vms", "VMS", CLI_COL_INT, "vm_count", NULL, 1},
+	{"vdis", "DISKS", CLI_COL_INT, "vdi_count", NULL, 1},
+	{"snapshots", "SNAPSHOTS", CLI_COL_INT, "snapshot_count", NULL, 1},
+	{"uuid", "UUID", CLI_COL_STR, "uuid", NULL, 0},
+	{0},
+};
+
+static const cli_column space_columns[] = {
+	{"name", "NAME", CLI_COL_STR, "name", NULL, 1},
+	{"time", "TIME", CLI_COL_TIME, "time", NULL, 1},
+	{"referenced", "REFERENCED", CLI_COL_SIZE, "referenced", NULL, 1},
+	{"unique", "UNIQUE", CLI_COL_SIZE, "unique", NULL, 1},
+	{"written", "WRITTEN", CLI_COL_SIZE, "written", NULL, 1},
+	{"uuid", "UUID", CLI_COL_STR, "uuid", NULL, 0},
+	{0},
+};
+
+static const cli_column snap_space_columns[] = {
+	{"snapshot", "SNAPSHOT", CLI_COL_STR, "snapshot", NULL, 1},
+	{"uuid", "UUID", CLI_COL_STR, "uuid", NULL, 1},
+	{"referenced", "REFERENCED", CLI_COL_SIZE, "referenced", NULL, 1},
+	{"unique", "UNIQUE", CLI_COL_SIZE, "unique", NULL, 1},
+	{"written", "WRITTEN", CLI_COL_SIZE, "written", NULL, 1},
+	{0},
+};
+
+static int render_stats(cli_ctx *ctx, const vms_json *r)
+{
+	const vms_json *srs = vms_json_object_get(r, "srs");
+	const vms_json *disks = vms_json_object_get(r, "disks");
+	const vms_json *snaps = vms_json_object_get(r, "snapshots");
+	cli_ctx sub = *ctx;
+	int rc;
+	if (srs)
+		return cli_table(ctx, sr_stats_columns, srs);
+	if (snaps) {
+		/* A VM: its disks, then its snapshots (-o/-s apply to the snapshots). */
+		sub.columns = NULL;
+		sub.nsort = 0;
+		if (!ctx->scripted)
+			printf("VM %s\n\ndisks:\n", cli_json_str(r, "vm"));
+		if ((rc = cli_table(&sub, space_columns, disks)) != 0)
+			return rc;
+		if (!ctx->scripted)
+			printf("\nsnapshots:\n");
+		return cli_table(ctx, space_columns, snaps);
+	}
+	if ((rc = cli_record(ctx, snap_space_columns, r)) != 0 || ctx->scripted || ctx->columns)
+		return rc;
+	sub.columns = NULL;
+	sub.nsort = 0;
+	printf("\ndisks:\n");
+	return cli_table(&sub, space_columns, disks);
+}
+
+static int cmd_stats(cli_ctx *ctx, const cli_args *a)
+{
+	int n = cli_opt_has(a, "sr") + cli_opt_has(a, "vm") + cli_opt_has(a, "snapshot");
+	if (n > 1)
+		return cli_usage(ctx, "stats takes one of --sr, --vm, --snapshot");
+	vms_json *args = cli_args_with(a, NULL, NULL, "sr vm snapshot");
+	return args ? cli_simple(ctx, "stats", args, render_stats) : cli_nomem(ctx);
+}
+
+/* ---- export list ----------------------------------------------------------------------- */
+
+static const cli_column export_columns[] = {
+	{"name", "NAME", CLI_COL_STR, "name", NULL, 1},
+	{"size", "SIZE", CLI_COL_SIZE, "size", NULL, 1},
+	{"readonly", "RO", CLI_COL_BOOL, "readonly", NULL, 1},
+	{"description", "DESCRIPTION", CLI_COL_STR, "description", NULL, 1},
+	{0},
+};
+
+static int render_exports(cli_ctx *ctx, const vms_json *r)
+{
+	return cli_table(ctx, export_columns, vms_json_object_get(r, "exports"));
+}
+
+static int cmd_export_list(cli_ctx *ctx, const cli_args *a)
+{
+	int rc = cli_columns_check(ctx, export_columns);
+	return rc ? rc : cli_simple(ctx, "export.list", NULL, render_exports);
+}
+
+/* ---- version ----------------------------------------------------------------------------- */
+
+static int cmd_version(cli_ctx *ctx, const cli_args *a)
+{
+	if (ctx->json)
+		printf("{\"output_version\":1,\"result\":{\"version\":\"%s\"}}\n", VMS_CLI_VERSION);
+	else
+		printf("vmsnap %s (output_version 1)\n", VMS_CLI_VERSION);
+	return 0;
+}
+
+static const cli_opt check_opts[] = {
+	{"sr", 0, "SR", "only this SR (default: the catalog and every SR)"},
+	{"data", 0, NULL, "also verify data checksums (reads every block)"},
+	{"repair", 0, NULL, "repair what is safe to repair (leaked blocks, unsettled deletes)"},
+	{0},
+};
+static const cli_opt stats_opts[] = {
+	{"sr", 0, "SR", "space of one SR"},
+	{"vm", 0, "VM", "space of a VM's disks and snapshots"},
+	{"snapshot", 0, "VM@SNAPSHOT", "space of one snapshot"},
+	{0},
+};
+
+const cli_command cli_misc_commands[] = {
+	{"export", "list", "", "List the NBD exports vmsnapd serves: VM/DISK and VM/DISK@SNAPSHOT", 0, 0, NULL,
+	 "columns: name size readonly description\n", cmd_export_list},
+	{"check", NULL, "[--sr SR] [--data] [--repair]",
+	 "Verify the catalog and the SRs, and that they agree (exit 1 when problems are found)", 0, 0, check_opts,
+	 NULL, cmd_check},
+	{"stats", NULL, "[--sr SR | --vm VM | --snapshot VM@SNAPSHOT]",
+	 "Space: per SR, or referenced/unique/written per disk and snapshot", 0, 0, stats_opts,
+	 "examples:\n  vmsnap stats\n  vmsnap stats --vm vm1 -S unique\n", cmd_stats},
+	{"version", NULL, "", "Print the version", 0, 0, NULL, NULL, cmd_version},
+	{0},
+};
