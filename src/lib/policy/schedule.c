@@ -94,13 +94,22 @@ static int check_schedule(const vms_schedule *s)
 	return vms_policy_validate(&p);
 }
 
-int vms_schedule_next_after(int64_t *out, const vms_schedule *s, int64_t t)
+/* Arguments of the two slot queries: 0, or an error. */
+static int check_query(const vms_schedule *s, int64_t t)
 {
 	int rc;
 	if ((rc = check_time(t, "reference")) < 0 || (rc = check_schedule(s)) < 0)
 		return rc;
 	if (s->kind == VMS_SCHEDULE_NONE)
 		return vms_error_set(VMS_ENOTFOUND, "policy: no schedule");
+	return 0;
+}
+
+int vms_schedule_next_after(int64_t *out, const vms_schedule *s, int64_t t)
+{
+	int rc;
+	if ((rc = check_query(s, t)) < 0)
+		return rc;
 	*out = slot_of(s, index_at_or_before(s, t) + 1);
 	return 0;
 }
@@ -108,10 +117,8 @@ int vms_schedule_next_after(int64_t *out, const vms_schedule *s, int64_t t)
 int vms_schedule_prev_at_or_before(int64_t *out, const vms_schedule *s, int64_t t)
 {
 	int rc;
-	if ((rc = check_time(t, "reference")) < 0 || (rc = check_schedule(s)) < 0)
+	if ((rc = check_query(s, t)) < 0)
 		return rc;
-	if (s->kind == VMS_SCHEDULE_NONE)
-		return vms_error_set(VMS_ENOTFOUND, "policy: no schedule");
 	int64_t slot = slot_of(s, index_at_or_before(s, t));
 	if (slot < 0)
 		return vms_error_set(VMS_ENOTFOUND, "policy: no slot before 1970");

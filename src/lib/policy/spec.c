@@ -276,6 +276,7 @@ int vms_policy_validate(const vms_policy *p)
 static int parse_schedule_member(vms_schedule *out, const vms_json *v)
 {
 	int64_t secs;
+	int rc;
 
 	switch (vms_json_type_of(v)) {
 	case VMS_JSON_STRING:
@@ -291,8 +292,8 @@ static int parse_schedule_member(vms_schedule *out, const vms_json *v)
 		if (!vms_json_is_int(vms_json_object_get(v, "interval"), &secs))
 			return vms_error_set(VMS_EINVAL, "policy: schedule.interval must be an integer "
 			                     "number of seconds");
-		if (check_interval(secs, "interval") < 0)
-			return vms_error_last_code();
+		if ((rc = check_interval(secs, "interval")) < 0)
+			return rc;
 		memset(out, 0, sizeof(*out));
 		out->kind = VMS_SCHEDULE_INTERVAL;
 		out->interval = secs;
