@@ -43,18 +43,6 @@ typedef struct crun {
 	model after;
 } crun;
 
-static int pool_path(char *out, size_t cap)
-{
-	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	snprintf(out, cap, "%s/vms-crash-XXXXXX", dir);
-	int fd = mkstemp(out);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	unlink(out);
-	return 0;
-}
-
 static uint64_t pool_txg(vms_pool *pool)
 {
 	vms_pool_stats st;
@@ -70,12 +58,7 @@ static int dead(crun *c)
 
 static model_vol *pick(crun *c, int writable)
 {
-	model_vol *v[MAX_VOLS * 4];
-	size_t n = 0;
-	for (size_t i = 0; i < c->m.n; i++)
-		if (!writable || c->m.v[i].kind == VMS_VOL_VOLUME)
-			v[n++] = &c->m.v[i];
-	return n ? v[rng_below(&c->r, n)] : NULL;
+	return model_pick(&c->m, &c->r, writable);
 }
 
 static void pick_range(crun *c, const model_vol *v, uint64_t *off, uint64_t *len)
@@ -357,7 +340,7 @@ static int crash_run(uint64_t seed, int cuts, const vms_pool_options *opts, int 
 	trace_seed = seed;
 	trace_count = 0;
 	*done = 0;
-	if (pool_path(c.path, sizeof(c.path)) < 0)
+	if (model_pool_path(c.path, sizeof(c.path), "crash") < 0)
 		return 0;
 	vms_io *file;
 	int rc = vms_io_file_open(&file, c.path, 1, 0);
@@ -485,7 +468,8 @@ static int fx_open(fixture *x, uint64_t pool_size)
 {
 	memset(x, 0, sizeof(*x));
 	vms_io *file;
-	if (pool_path(x->path, sizeof(x->path)) < 0 || vms_io_file_open(&file, x->path, 1, 0) < 0 ||
+	if (model_pool_path(x->path, sizeof(x->path), "crash") < 0 ||
+	    vms_io_file_open(&file, x->path, 1, 0) < 0 ||
 	    vms_io_fault_new(&x->f, file, 1, 77) < 0)
 		return 0;
 	vms_pool_options o = {.commit_interval_ms = UINT32_MAX};

@@ -33,7 +33,27 @@ typedef struct run {
 	char path[128];
 	vms_pool_options opts;
 	uint64_t ops;
+	vms_vol_id *used;  /* every id ever handed out: ids are never reused */
+	size_t nused;
 } run;
+
+/* A new id must be nonzero and never seen before in this pool. */
+static int fresh_id(run *t, vms_vol_id id, const char *what)
+{
+	for (size_t i = 0; i < t->nused && id; i++) {
+		if (t->used[i] == id) {
+			id = 0;
+			break;
+		}
+	}
+	if (!id) {
+		fail("%s returned an id that is zero or was used before", what);
+		return 0;
+	}
+	t->used = realloc(t->used, (t->nused + 1) * sizeof(*t->used));
+	t->used[t->nused++] = id;
+	return 1;
+}
 
 static uint64_t random_vol_size(rng *r)
 {
@@ -43,12 +63,7 @@ static uint64_t random_vol_size(rng *r)
 
 static model_vol *pick(run *t, int writable)
 {
-	model_vol *c[MAX_VOLS * 4];
-	size_t n = 0;
-	for (size_t i = 0; i < t->m.n; i++)
-		if (!writable || t->m.v[i].kind == VMS_VOL_VOLUME)
-			c[n++] = &t->m.v[i];
-	return n ? c[rng_below(&t->r, n)] : NULL;
+	return model_pick(&t->m, &t->r, writable);
 }
 
 /* A random 512-aligned range inside a volume: mostly sub-block or a few
@@ -84,10 +99,8 @@ static int op_create(run *t)
 		fail("create of %" PRIu64 " bytes failed: %d %s", size, rc, vms_error_last());
 		return 0;
 	}
-	if (id == 0 || model_find(&t->m, id)) {
-		fail("create returned id %" PRIu64 ", zero or in use", id);
+	if (!fresh_id(t, id, "create"))
 		return 0;
-	}
 	model_add(&t->m, id, VMS_VOL_VOLUME, size, 0, NULL);
 	return 1;
 }
@@ -239,10 +252,8 @@ static int op_snapshot(run *t)
 	}
 	for (size_t i = 0; i < k; i++) {
 		model_vol *v = model_find(&t->m, src[i]);
-		if (out[i] == 0 || model_find(&t->m, out[i])) {
-			fail("snapshot id %" PRIu64 " is zero or in use", out[i]);
+		if (!fresh_id(t, out[i], "snapshot"))
 			return 0;
-		}
 		model_vol *s = model_add(&t->m, out[i], VMS_VOL_SNAPSHOT, v->size, v->id, v->data);
 		if (!check_volume(t->pool, s, "new snapshot"))
 			return 0;
@@ -264,10 +275,8 @@ static int op_clone(run *t)
 		fail("clone failed: %d %s", rc, vms_error_last());
 		return 0;
 	}
-	if (id == 0 || model_find(&t->m, id)) {
-		fail("clone id %" PRIu64 " is zero or in use", id);
+	if (!fresh_id(t, id, "clone"))
 		return 0;
-	}
 	model_vol *c = model_add(&t->m, id, VMS_VOL_VOLUME, v->size, v->id, v->data);
 	return check_volume(t->pool, c, "new clone");
 }
@@ -582,18 +591,6 @@ static int drain(run *t, uint64_t initial_free)
 	return check_pool_clean(t->pool, "empty pool");
 }
 
-static int pool_path(char *out, size_t cap)
-{
-	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	snprintf(out, cap, "%s/vms-model-XXXXXX", dir);
-	int fd = mkstemp(out);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	unlink(out);
-	return 0;
-}
-
 /* One run: a fresh pool with the given options and `ops` random operations. */
 static void model_run(uint64_t seed, uint64_t ops, const vms_pool_options *opts)
 {
@@ -601,7 +598,7 @@ static void model_run(uint64_t seed, uint64_t ops, const vms_pool_options *opts)
 	trace_seed = seed;
 	trace_count = 0;
 	model_failed = 0;
-	REQUIRE(pool_path(t.path, sizeof(t.path)) == 0);
+	REQUIRE(model_pool_path(t.path, sizeof(t.path), "model") == 0);
 	int rc = vms_pool_create_file(&t.pool, t.path, POOL_SIZE, &t.opts);
 	if (rc < 0) {
 		fail("create pool: %d %s", rc, vms_error_last());
@@ -667,6 +664,7 @@ static void model_run(uint64_t seed, uint64_t ops, const vms_pool_options *opts)
 	if (t.pool)
 		vms_pool_close(t.pool);
 	model_free(&t.m);
+	free(t.used);
 	unlink(t.path);
 }
 
@@ -756,7 +754,7 @@ TEST(snapshots_during_concurrent_writes_are_atomic)
 	uint64_t seed = test_seed("engine concurrency");
 	rng r = {seed};
 	char path[128];
-	REQUIRE(pool_path(path, sizeof(path)) == 0);
+	REQUIRE(model_pool_path(path, sizeof(path), "model") == 0);
 	vms_pool *pool;
 	vms_pool_options o = {.commit_interval_ms = 10};
 	REQUIRE(vms_pool_create_file(&pool, path, 64ull << 20, &o) == 0);

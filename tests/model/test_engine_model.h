@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vmsnap/error.h"
 #include "vmsnap/pool.h"
@@ -192,6 +193,35 @@ static inline uint64_t model_bytes(const model *m)
 	for (size_t i = 0; i < m->n; i++)
 		t += m->v[i].size;
 	return t;
+}
+
+/* A random volume of the model (only writable ones if asked), or NULL. */
+static inline model_vol *model_pick(model *m, rng *r, int writable)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->n; i++)
+		n += !writable || m->v[i].kind == VMS_VOL_VOLUME;
+	if (n == 0)
+		return NULL;
+	size_t k = rng_below(r, n);
+	for (size_t i = 0; i < m->n; i++)
+		if ((!writable || m->v[i].kind == VMS_VOL_VOLUME) && k-- == 0)
+			return &m->v[i];
+	return NULL;
+}
+
+/* A fresh path for a pool file under $TMPDIR (default /tmp); the file does
+ * not exist. */
+static inline int model_pool_path(char *out, size_t cap, const char *tag)
+{
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(out, cap, "%s/vms-%s-XXXXXX", dir, tag);
+	int fd = mkstemp(out);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	unlink(out);
+	return 0;
 }
 
 /* ---- checks against the pool -------------------------------------------- */
