@@ -300,10 +300,16 @@ static int probe_reflink(const char *dir)
 	}
 	close(fd);
 	fd = -1;
-	if ((rc = vms_raw__reflink_file(dst, src, 1)) < 0)
-		rc = vms_error_set(VMS_ENOTSUP, "%s is on a %s filesystem without reflink (FICLONE) support: "
-		                   "a reflink SR needs XFS made with reflink=1, btrfs or OCFS2 (%s)",
-		                   dir, fs_name(dir), vms_error_last());
+	if ((rc = vms_raw__reflink_file(dst, src, 1)) < 0) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", vms_error_last());
+		if (rc == VMS_ENOTSUP)
+			rc = vms_error_set(VMS_ENOTSUP, "cannot create a reflink SR in %s: it is on a %s filesystem "
+			                   "without reflink (FICLONE) support; a reflink SR needs XFS made with "
+			                   "reflink=1, btrfs or OCFS2", dir, fs_name(dir));
+		else
+			rc = vms_error_set(rc, "cannot create a reflink SR in %s: reflink probe failed: %s", dir, why);
+	}
 done:
 	if (fd >= 0)
 		close(fd);

@@ -606,6 +606,8 @@ static int zfs_sr_destroy(const char *location)
 				                   location, mnt, e->d_name);
 				goto done;
 			}
+		closedir(d);      /* an open directory keeps the dataset busy */
+		d = NULL;
 	}
 	rc = zdestroy(location, 0);
 done:
