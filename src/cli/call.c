@@ -159,25 +159,29 @@ static int exchange(cli_ctx *ctx, const char *request, char **out)
 
 /* ---- error rendering --------------------------------------------------------- */
 
-/* Append ", name" for each object of `list` that `msg` does not already name. */
+/* Append ": a, b, c" naming the objects of `list` unless `msg` names them
+ * all already; the kind goes before each name when kinds are mixed. */
 static size_t append_names(char *out, size_t cap, size_t n, const char *msg, const vms_json *list)
 {
-	size_t len = vms_json_array_len(list), shown = 0, missing = 0;
+	size_t len = vms_json_array_len(list), missing = 0;
+	int mixed = 0;
+	const char *kind0 = cli_json_str(vms_json_array_get(list, 0), "kind");
 	for (size_t i = 0; i < len; i++) {
-		const char *name = cli_json_str(vms_json_array_get(list, i), "name");
-		if (name && !strstr(msg, name))
+		const vms_json *o = vms_json_array_get(list, i);
+		const char *name = cli_json_str(o, "name"), *kind = cli_json_str(o, "kind");
+		if (!name || !strstr(msg, name))
 			missing++;
+		if (kind && kind0 && strcmp(kind, kind0))
+			mixed = 1;
 	}
 	if (!missing)
 		return n;
 	for (size_t i = 0; i < len && n < cap; i++) {
 		const vms_json *o = vms_json_array_get(list, i);
-		const char *name = cli_json_str(o, "name");
-		const char *kind = cli_json_str(o, "kind");
+		const char *name = cli_json_str(o, "name"), *kind = cli_json_str(o, "kind");
 		const char *uuid = cli_json_str(o, "uuid");
-		n += snprintf(out + n, cap - n, "%s%s%s%s", shown ? ", " : ": ", kind ? kind : "",
-		              kind ? " " : "", name ? name : uuid ? uuid : "?");
-		shown++;
+		n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s", i ? ", " : ": ", mixed && kind ? kind : "",
+		                      mixed && kind ? " " : "", name ? name : uuid ? uuid : "?");
 	}
 	return n;
 }
@@ -197,50 +201,49 @@ static int cmd_is(const cli_ctx *ctx, const char *noun, const char *verb)
 	return ctx->cmd && !strcmp(ctx->cmd->noun, noun) && ctx->cmd->verb && !strcmp(ctx->cmd->verb, verb);
 }
 
-/* The escalation flag that overrides a refusal, named in the message. */
+/* The CLI's words for the flag that overrides a refusal (the control module
+ * speaks of JSON arguments: "pass defer"); NULL keeps its advice. */
 static const char *hint_for(const cli_ctx *ctx, const char *code, const vms_json *err)
 {
-	const vms_json *deps = vms_json_object_get(err, "dependents");
 	if (!strcmp(code, "DEPENDENTS")) {
-		if (cmd_is(ctx, "sr", "destroy"))
-			return "delete its VMs first (vmsnap vm delete --recursive)";
-		if (cmd_is(ctx, "vm", "delete")) {
-			if (has_kind(deps, "snapshot"))
-				return "use --recursive to delete its snapshots too";
-			return "use --defer to mark them deleted (reclaimed when their last clone goes)";
-		}
+		if (cmd_is(ctx, "vm", "delete"))
+			return has_kind(vms_json_object_get(err, "dependents"), "snapshot")
+			               ? "use --recursive to delete its snapshots too"
+			               : "use --defer to mark them deleted (reclaimed when their last clone goes)";
 		if (cmd_is(ctx, "snapshot", "delete"))
 			return "use --defer to mark it deleted (reclaimed when its last clone goes)";
 		return NULL;
 	}
 	if (!strcmp(code, "BUSY") && vms_json_object_get(err, "busy"))
-		return "retry when the client is done, or use --force";
-	if (vms_json_object_get(err, "candidates"))
-		return "name one by its full name or UUID";
+		return "retry when it is closed, or use --force";
 	return NULL;
 }
 
+/* One line: what went wrong, the objects in the way, what to do about it. */
 static int print_error(cli_ctx *ctx, const vms_json *err, const char *text)
 {
+	static const char *const lists[] = {"dependents", "candidates", "busy"};
 	const char *code = cli_json_str(err, "code");
 	const char *msg = cli_json_str(err, "message");
+	const char *advice, *hint;
 	char line[4096];
-	size_t n;
+	size_t n, core;
 
 	if (!code)
 		code = "IO";
 	if (!msg)
 		msg = code;
-	n = (size_t)snprintf(line, sizeof line, "%s", msg);
-	static const char *const lists[] = {"dependents", "candidates", "busy"};
+	advice = strstr(msg, "; ");
+	core = advice ? (size_t)(advice - msg) : strlen(msg);
+	n = (size_t)snprintf(line, sizeof line, "%.*s", (int)core, msg);
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0] && n < sizeof line; i++) {
 		const vms_json *l = vms_json_object_get(err, lists[i]);
 		if (vms_json_array_len(l))
 			n = append_names(line, sizeof line, n, msg, l);
 	}
-	const char *hint = hint_for(ctx, code, err);
-	if (hint && n < sizeof line && !strstr(msg, hint))
-		snprintf(line + n, sizeof line - n, "; %s", hint);
+	hint = hint_for(ctx, code, err);
+	if (n < sizeof line && (hint || advice))
+		snprintf(line + n, sizeof line - n, "; %s", hint ? hint : advice + 2);
 	fprintf(stderr, "vmsnap: %s\n", line);
 	if (ctx->json)
 		printf("%s\n", text);
