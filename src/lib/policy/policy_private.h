@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "vmsnap/json.h"
+
 typedef struct vms_civil {
 	int64_t year;
 	unsigned month;   /* 1..12 */
@@ -31,5 +33,9 @@ unsigned vms__days_in_month(int64_t y, unsigned m);
 void vms__civil_from_time(vms_civil *out, int64_t t);
 /* ISO 8601 week-numbering year and week (1..53) of a day number. */
 void vms__iso_week(int64_t *iso_year, unsigned *week, int64_t days);
+
+
+/* Append the "; "-separated reasons of a prune decision to a JSON array. */
+int vms__reasons_fill(vms_json *arr, const char *reason);
 
 #endif

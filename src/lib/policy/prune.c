@@ -286,6 +286,18 @@ done:
 	return rc;
 }
 
+int vms__reasons_fill(vms_json *arr, const char *reason)
+{
+	int rc = 0;
+	while (*reason && rc == 0) {
+		const char *sep = strstr(reason, "; ");
+		size_t len = sep ? (size_t)(sep - reason) : strlen(reason);
+		rc = vms_json_array_append(arr, vms_json_new_stringn(reason, len));
+		reason += len + (sep ? 2 : 0);
+	}
+	return rc;
+}
+
 static int cmp_decision_newest_first(const void *a, const void *b)
 {
 	const vms_prune_decision *x = *(const vms_prune_decision *const *)a;
@@ -316,7 +328,6 @@ int vms_prune_to_json(vms_json **out, const vms_prune_decision *d, size_t n)
 		const vms_prune_decision *x = order[i];
 		vms_json *e = vms_json_new_object(), *reasons = vms_json_new_array();
 		char iso[32];
-		const char *r = x->reason;
 
 		kept += x->keep;
 		if ((rc = vms_policy_time_iso(iso, sizeof(iso), x->time)) < 0) {
@@ -324,14 +335,9 @@ int vms_prune_to_json(vms_json **out, const vms_prune_decision *d, size_t n)
 			vms_json_free(reasons);
 			goto done;
 		}
-		while (*r && reasons) {
-			const char *sep = strstr(r, "; ");
-			size_t len = sep ? (size_t)(sep - r) : strlen(r);
-			if (vms_json_array_append(reasons, vms_json_new_stringn(r, len)) < 0) {
-				vms_json_free(reasons);
-				reasons = NULL;
-			}
-			r += len + (sep ? 2 : 0);
+		if (reasons && vms__reasons_fill(reasons, x->reason) < 0) {
+			vms_json_free(reasons);
+			reasons = NULL;
 		}
 		if ((rc = vms_json_array_append(arr, e)) < 0) {
 			vms_json_free(reasons);
