@@ -10,6 +10,8 @@
  *    flight, so an I/O that entered the gate always uses a live handle.
  *  - A writable export is found by its key (the VDI uuid) and by name;
  *    a read-only one by name only.  Both always by (name|key, readonly).
+ *    A writable disk therefore has at most one export and one handle
+ *    whatever names its clients used, which makes CAN_MULTI_CONN safe.
  *  - Sources are called without xs->lock (they take the control lock).
  */
 #include "export.h"
@@ -32,7 +34,7 @@ struct vmsd_export {
 	/* under xs->lock */
 	unsigned refs;
 	unsigned writers;
-	int reopen_pending;
+	int reopen_pending;    /* 1: waits for vmsd_exports_reopen, 2: being reopened */
 	struct vmsd_export *next;
 
 	/* under lock: the gate */
@@ -109,7 +111,9 @@ static struct vmsd_export *find_locked(vmsd_exports *xs, const char *name, const
                                        int readonly)
 {
 	for (struct vmsd_export *e = xs->head; e; e = e->next) {
-		if (e->info.readonly != readonly || e->reopen_pending)
+		/* An export waiting for its reopen is shared too: its I/O is
+		 * held until the reopen, then uses the new handle. */
+		if (e->info.readonly != readonly)
 			continue;
 		pthread_mutex_lock(&e->lock);
 		int dead = e->dead;
@@ -125,11 +129,12 @@ static struct vmsd_export *find_locked(vmsd_exports *xs, const char *name, const
 }
 
 static int source_open(vmsd_exports *xs, vms_disk **disk, const vms_backend **be, char **key,
-                       const char *name, unsigned flags)
+                       unsigned *min_block, const char *name, unsigned flags)
 {
 	int rc = vms_error_set(VMS_ENOTFOUND, "no export named '%s'", name);
 	for (size_t i = 0; i < xs->nsources; i++) {
 		rc = xs->sources[i].open(xs->sources[i].ctx, disk, be, key, name, flags);
+		*min_block = xs->sources[i].min_block ? xs->sources[i].min_block : 1;
 		if (rc != VMS_ENOTFOUND)
 			return rc;
 	}
@@ -151,7 +156,8 @@ int vmsd_export_open(vmsd_export **out, vmsd_exports *xs, const char *name, int 
 	vms_disk *disk = NULL;
 	const vms_backend *be = NULL;
 	char *key = NULL;
-	int rc = source_open(xs, &disk, &be, &key, name, flags);
+	unsigned min_block = 1;
+	int rc = source_open(xs, &disk, &be, &key, &min_block, name, flags);
 	if (rc < 0)
 		return rc;
 	if (!key || !be || !disk) {
@@ -164,17 +170,12 @@ int vmsd_export_open(vmsd_export **out, vmsd_exports *xs, const char *name, int 
 	pthread_mutex_lock(&xs->lock);
 	e = find_locked(xs, name, key, readonly);
 	if (e) {
-		/* Another connection opened it meanwhile, or under another name:
-		 * share that handle so flushes cover every writer. */
+		/* Another connection opened it meanwhile, or under another name
+		 * (same key): share that handle so flushes cover every writer. */
 		pthread_mutex_unlock(&xs->lock);
 		be->disk_close(disk);
 		free(key);
 		pthread_mutex_lock(&xs->lock);
-		e = find_locked(xs, name, NULL, readonly);
-		if (!e) {
-			pthread_mutex_unlock(&xs->lock);
-			return vmsd_export_open(out, xs, name, writer);
-		}
 		goto take;
 	}
 	e = calloc(1, sizeof *e);
@@ -199,6 +200,7 @@ int vmsd_export_open(vmsd_export **out, vmsd_exports *xs, const char *name, int 
 	e->info.can_trim = be->disk_trim != NULL;
 	e->info.can_zero = be->disk_zero != NULL;
 	e->info.can_block_status = be->disk_block_status != NULL;
+	e->info.min_block = min_block;
 	e->next = xs->head;
 	xs->head = e;
 	vmsd_info("export %s opened (%s, %llu bytes, key %s)", name, readonly ? "read-only" : "read-write",
@@ -341,8 +343,10 @@ void vmsd_exports_reopen(vmsd_exports *xs)
 	for (;;) {
 		pthread_mutex_lock(&xs->lock);
 		struct vmsd_export *e = xs->head;
-		while (e && !e->reopen_pending)
+		while (e && e->reopen_pending != 1)
 			e = e->next;
+		if (e)
+			e->reopen_pending = 2; /* ours: a concurrent reopen skips it */
 		pthread_mutex_unlock(&xs->lock);
 		if (!e)
 			return;
@@ -350,7 +354,8 @@ void vmsd_exports_reopen(vmsd_exports *xs)
 		vms_disk *disk = NULL;
 		const vms_backend *be = NULL;
 		char *key = NULL;
-		int rc = source_open(xs, &disk, &be, &key, e->name, e->flags);
+		unsigned min_block = 1;
+		int rc = source_open(xs, &disk, &be, &key, &min_block, e->name, e->flags);
 		pthread_mutex_lock(&xs->lock);
 		pthread_mutex_lock(&e->lock);
 		if (rc < 0) {

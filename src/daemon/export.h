@@ -39,6 +39,9 @@ typedef struct vmsd_source {
 	/* Append {"name","description","size","readonly"} objects to `arr`. */
 	int (*list)(void *ctx, vms_json *arr);
 	void *ctx;
+	/* Minimum block size of its disks (power of two; 1 = byte-addressed),
+	 * advertised to clients and enforced on every request. */
+	unsigned min_block;
 } vmsd_source;
 
 typedef struct vmsd_exports vmsd_exports;
@@ -53,6 +56,7 @@ struct vmsd_export_info {
 	int can_trim;
 	int can_zero;
 	int can_block_status;
+	unsigned min_block;
 };
 
 int vmsd_exports_new(vmsd_exports **out, const vmsd_source *sources, size_t nsources,
