@@ -140,6 +140,15 @@ static const cli_column space_columns[] = {
 	{0},
 };
 
+static const cli_column disk_space_columns[] = {
+	{"name", "DISK", CLI_COL_STR, "name", NULL, 1},
+	{"referenced", "REFERENCED", CLI_COL_SIZE, "referenced", NULL, 1},
+	{"unique", "UNIQUE", CLI_COL_SIZE, "unique", NULL, 1},
+	{"written", "WRITTEN", CLI_COL_SIZE, "written", NULL, 1},
+	{"uuid", "UUID", CLI_COL_STR, "uuid", NULL, 0},
+	{0},
+};
+
 static const cli_column snap_space_columns[] = {
 	{"snapshot", "SNAPSHOT", CLI_COL_STR, "snapshot", NULL, 1},
 	{"uuid", "UUID", CLI_COL_STR, "uuid", NULL, 1},
@@ -164,7 +173,7 @@ static int render_stats(cli_ctx *ctx, const vms_json *r)
 		sub.nsort = 0;
 		if (!ctx->scripted)
 			printf("VM %s\n\ndisks:\n", cli_json_str(r, "vm"));
-		if ((rc = cli_table(&sub, space_columns, disks)) != 0)
+		if ((rc = cli_table(&sub, disk_space_columns, disks)) != 0)
 			return rc;
 		if (!ctx->scripted)
 			printf("\nsnapshots:\n");
@@ -175,7 +184,7 @@ static int render_stats(cli_ctx *ctx, const vms_json *r)
 	sub.columns = NULL;
 	sub.nsort = 0;
 	printf("\ndisks:\n");
-	return cli_table(&sub, space_columns, disks);
+	return cli_table(&sub, disk_space_columns, disks);
 }
 
 static int cmd_stats(cli_ctx *ctx, const cli_args *a)
