@@ -43,7 +43,8 @@
 extern "C" {
 #endif
 
-#define VMS_CATALOG_SCHEMA_VERSION 1
+#define VMS_CATALOG_SCHEMA_VERSION 2
+#define VMS_HOLD_MAX 64          /* characters of a snapshot hold tag */
 #define VMS_TYPE_MAX 31
 
 typedef struct vms_catalog vms_catalog;
@@ -102,6 +103,7 @@ typedef struct vms_cat_snapshot {
 	int state;
 	int64_t created;              /* wall clock at creation (== time unless imported) */
 	int64_t rowid;
+	char hold[VMS_HOLD_MAX + 1];  /* "" = not held; else the hold tag (schema 2) */
 } vms_cat_snapshot;
 
 typedef struct vms_cat_snapdisk {
@@ -158,7 +160,11 @@ int vms_cat_vm_set_state(vms_catalog *cat, const char *uuid, int state);
 int vms_cat_vm_set_deleted(vms_catalog *cat, const char *uuid);
 /* Allocate the next snapshot sequence number of a VM. */
 int vms_cat_vm_next_seq(uint64_t *out, vms_catalog *cat, const char *uuid);
+/* Remove a VM row (and the policy of that VM, if any). */
 int vms_cat_vm_delete(vms_catalog *cat, const char *uuid);
+/* Number of VMs cloned from any snapshot of this VM (deleted clones only
+ * with include_deleted). */
+int vms_cat_vm_clone_count(int64_t *out, vms_catalog *cat, const char *vm_uuid, int include_deleted);
 
 /* ---- VDI and VBD ------------------------------------------------------- */
 /* Insert a VDI and, if vm_uuid is set, its VBD (vbd_uuid, device). */
@@ -211,6 +217,36 @@ int vms_cat_orphan_note(vms_catalog *cat, const char *sr_uuid, const char *kind,
                         const char *detail);
 /* Orphan notes as JSON-ready strings "kind uuid in SR: detail" (malloc'd). */
 int vms_cat_orphan_list(char ***out, size_t *n, vms_catalog *cat);
+
+/* ---- holds (schema 2) ---------------------------------------------------
+ * A held snapshot is kept: the control module refuses to delete it
+ * (VMS_EBUSY naming the tag) and a retention policy skips it.  The tag is a
+ * user name ([A-Za-z0-9_], 1..VMS_HOLD_MAX). */
+int vms_cat_snapshot_set_hold(vms_catalog *cat, const char *uuid, const char *tag);
+int vms_cat_snapshot_clear_hold(vms_catalog *cat, const char *uuid);
+
+/* ---- policies (schema 2) ------------------------------------------------
+ * One retention/schedule policy per SR or VM, stored as an opaque spec
+ * string (the policy module owns its syntax).  target_kind is "sr" or "vm". */
+#define VMS_POLICY_KIND_MAX 7
+typedef struct vms_cat_policy {
+	char target_uuid[VMS_UUID_BUF];
+	char target_kind[VMS_POLICY_KIND_MAX + 1];
+	char *spec;             /* malloc'd */
+	int64_t updated;        /* seconds since the epoch, UTC */
+} vms_cat_policy;
+
+/* Insert or replace the policy of a target. */
+int vms_cat_policy_set(vms_catalog *cat, const char *target_uuid, const char *target_kind,
+                       const char *spec, int64_t updated);
+/* VMS_ENOTFOUND when the target has no policy. */
+int vms_cat_policy_get(vms_cat_policy *out, vms_catalog *cat, const char *target_uuid);
+/* Every policy, ordered by kind then target uuid. */
+int vms_cat_policy_list(vms_cat_policy **out, size_t *n, vms_catalog *cat);
+/* VMS_ENOTFOUND when the target has no policy. */
+int vms_cat_policy_delete(vms_catalog *cat, const char *target_uuid);
+void vms_cat_policy_clear(vms_cat_policy *p);
+void vms_cat_policy_list_free(vms_cat_policy *v, size_t n);
 
 #ifdef __cplusplus
 }

@@ -46,6 +46,11 @@ void vms_control_close(vms_control *ctl);
 
 void vms_control_set_hooks(vms_control *ctl, const vms_control_hooks *hooks, void *ctx);
 
+/* Replace the clock that gives snapshots their time tags (seconds since the
+ * epoch, UTC); NULL restores the wall clock.  For tests, replays and
+ * imports: the control module itself never assumes the clock is monotonic. */
+void vms_control_set_clock(vms_control *ctl, int64_t (*clock)(void *ctx), void *ctx);
+
 /* Execute one JSON request.  Always produces a response (*out, malloc'd,
  * caller frees) unless memory runs out; returns 0 if the op succeeded, else
  * the negative code that is also in the response's error object. */

@@ -101,6 +101,13 @@ static const char *const migrations[] = {
 	"  uuid TEXT NOT NULL,"
 	"  detail TEXT,"
 	"  time INTEGER NOT NULL);",
+	/* 1 -> 2: retention policies and snapshot holds */
+	"CREATE TABLE policy("
+	"  target_uuid TEXT PRIMARY KEY,"
+	"  target_kind TEXT NOT NULL CHECK(target_kind IN ('sr','vm')),"
+	"  spec TEXT NOT NULL,"
+	"  updated INTEGER NOT NULL);"
+	"ALTER TABLE snapshot ADD COLUMN hold TEXT;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -528,6 +535,13 @@ int vms_cat_sr_set_state(vms_catalog *cat, const char *uuid, int state)
 
 int vms_cat_sr_delete(vms_catalog *cat, const char *uuid)
 {
+	int rc;
+	sqlite3_stmt *st;
+	if ((rc = prep(&st, cat, "DELETE FROM policy WHERE target_uuid = ?1")) < 0)
+		return rc;
+	bind_text(st, 1, uuid);
+	if ((rc = run(cat, st, "delete sr policy")) < 0)
+		return rc;
 	return delete_by_uuid(cat, "DELETE FROM sr WHERE uuid = ?1", uuid, "delete sr");
 }
 
@@ -660,8 +674,40 @@ int vms_cat_vm_next_seq(uint64_t *out, vms_catalog *cat, const char *uuid)
 	return rc;
 }
 
+static int count_query(int64_t *out, vms_catalog *cat, const char *sql, const char *key, int flag)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = prep(&st, cat, sql)) < 0)
+		return rc;
+	bind_text(st, 1, key);
+	sqlite3_bind_int(st, 2, flag);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+		rc = 0;
+	} else {
+		rc = db_error(cat, sqlite3_extended_errcode(cat->db), "count");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int vms_cat_vm_clone_count(int64_t *out, vms_catalog *cat, const char *vm_uuid, int include_deleted)
+{
+	return count_query(out, cat, "SELECT count(*) FROM vm c JOIN snapshot s ON c.parent_snapshot = "
+	                   "s.uuid WHERE s.vm_uuid = ?1 AND (?2 OR c.is_deleted = 0)", vm_uuid,
+	                   include_deleted);
+}
+
 int vms_cat_vm_delete(vms_catalog *cat, const char *uuid)
 {
+	int rc;
+	sqlite3_stmt *st;
+	if ((rc = prep(&st, cat, "DELETE FROM policy WHERE target_uuid = ?1")) < 0)
+		return rc;
+	bind_text(st, 1, uuid);
+	if ((rc = run(cat, st, "delete vm policy")) < 0)
+		return rc;
 	return delete_by_uuid(cat, "DELETE FROM vm WHERE uuid = ?1", uuid, "delete vm");
 }
 
@@ -860,7 +906,7 @@ int64_t vms_cat_vdi_snapshot_refs(vms_catalog *cat, const char *uuid)
 
 /* ---- snapshots --------------------------------------------------------- */
 
-#define SNAP_COLS "uuid, vm_uuid, name, time, seq, is_deleted, state, created, rowid"
+#define SNAP_COLS "uuid, vm_uuid, name, time, seq, is_deleted, state, created, rowid, hold"
 
 static void snap_row(vms_cat_snapshot *o, sqlite3_stmt *st)
 {
@@ -874,6 +920,7 @@ static void snap_row(vms_cat_snapshot *o, sqlite3_stmt *st)
 	o->state = sqlite3_column_int(st, 6);
 	o->created = sqlite3_column_int64(st, 7);
 	o->rowid = sqlite3_column_int64(st, 8);
+	col_copy(o->hold, sizeof(o->hold), st, 9);
 }
 
 DEFINE_LIST(collect_snap, vms_cat_snapshot, snap_row)
@@ -904,7 +951,7 @@ int vms_cat_snapshot_insert(vms_catalog *cat, const vms_cat_snapshot *s, const v
 	sqlite3_stmt *st;
 	int rc;
 	if ((rc = prep(&st, cat, "INSERT INTO snapshot(uuid, vm_uuid, name, time, seq, is_deleted, "
-	                         "state, created) VALUES(?,?,?,?,?,?,?,?)")) < 0)
+	                         "state, created, hold) VALUES(?,?,?,?,?,?,?,?,?)")) < 0)
 		return rc;
 	bind_text(st, 1, s->uuid);
 	bind_text(st, 2, s->vm_uuid);
@@ -914,6 +961,7 @@ int vms_cat_snapshot_insert(vms_catalog *cat, const vms_cat_snapshot *s, const v
 	sqlite3_bind_int(st, 6, s->is_deleted);
 	sqlite3_bind_int(st, 7, s->state);
 	sqlite3_bind_int64(st, 8, s->created);
+	bind_text(st, 9, s->hold);
 	rc = run(cat, st, "insert snapshot");
 	if (rc == VMS_EEXISTS) {
 		char full[VMS_FULLNAME_MAX + 1] = "";
@@ -999,21 +1047,8 @@ int vms_cat_snapshot_list(vms_cat_snapshot **out, size_t *n, vms_catalog *cat, c
 
 int vms_cat_snapshot_count(int64_t *out, vms_catalog *cat, const char *vm_uuid, int include_deleted)
 {
-	sqlite3_stmt *st;
-	int rc;
-	if ((rc = prep(&st, cat, "SELECT count(*) FROM snapshot WHERE vm_uuid = ?1 "
-	                         "AND (?2 OR is_deleted = 0)")) < 0)
-		return rc;
-	bind_text(st, 1, vm_uuid);
-	sqlite3_bind_int(st, 2, include_deleted);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
-		rc = 0;
-	} else {
-		rc = db_error(cat, sqlite3_extended_errcode(cat->db), "count snapshots");
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return count_query(out, cat, "SELECT count(*) FROM snapshot WHERE vm_uuid = ?1 "
+	                   "AND (?2 OR is_deleted = 0)", vm_uuid, include_deleted);
 }
 
 int vms_cat_snapshot_disks(vms_cat_snapdisk **out, size_t *n, vms_catalog *cat, const char *snapshot_uuid)
@@ -1178,4 +1213,141 @@ int vms_cat_orphan_list(char ***out, size_t *n, vms_catalog *cat)
 	*out = v;
 	*n = len;
 	return 0;
+}
+
+/* ---- holds and policies (schema 2) ------------------------------------- */
+
+static int check_tag(const char *tag, const char *what)
+{
+	size_t n = 0;
+	if (!tag || !*tag)
+		return vms_error_set(VMS_EINVAL, "%s is empty", what);
+	for (const char *p = tag; *p; p++, n++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+			return vms_error_set(VMS_EINVAL, "%s '%.80s' is invalid: only letters, digits and "
+			                     "underscore are allowed", what, tag);
+		if (n >= VMS_HOLD_MAX)
+			return vms_error_set(VMS_EINVAL, "%s is longer than %d characters", what, VMS_HOLD_MAX);
+	}
+	return 0;
+}
+
+static int set_text_col(vms_catalog *cat, const char *sql, const char *v, const char *uuid,
+                        const char *what)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = prep(&st, cat, sql)) < 0)
+		return rc;
+	bind_text(st, 1, v);
+	bind_text(st, 2, uuid);
+	return run_one(cat, st, what, uuid);
+}
+
+int vms_cat_snapshot_set_hold(vms_catalog *cat, const char *uuid, const char *tag)
+{
+	int rc;
+	if ((rc = check_tag(tag, "hold tag")) < 0)
+		return rc;
+	return set_text_col(cat, "UPDATE snapshot SET hold = ?1 WHERE uuid = ?2", tag, uuid,
+	                    "snapshot hold");
+}
+
+int vms_cat_snapshot_clear_hold(vms_catalog *cat, const char *uuid)
+{
+	return set_text_col(cat, "UPDATE snapshot SET hold = ?1 WHERE uuid = ?2", NULL, uuid,
+	                    "snapshot hold");
+}
+
+static void policy_row(vms_cat_policy *o, sqlite3_stmt *st)
+{
+	memset(o, 0, sizeof(*o));
+	col_copy(o->target_uuid, sizeof(o->target_uuid), st, 0);
+	col_copy(o->target_kind, sizeof(o->target_kind), st, 1);
+	o->spec = col_dup(st, 2);
+	o->updated = sqlite3_column_int64(st, 3);
+}
+
+DEFINE_LIST(collect_policy, vms_cat_policy, policy_row)
+
+void vms_cat_policy_clear(vms_cat_policy *p)
+{
+	if (p) {
+		free(p->spec);
+		p->spec = NULL;
+	}
+}
+
+void vms_cat_policy_list_free(vms_cat_policy *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		vms_cat_policy_clear(&v[i]);
+	free(v);
+}
+
+int vms_cat_policy_set(vms_catalog *cat, const char *target_uuid, const char *target_kind,
+                       const char *spec, int64_t updated)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if (!target_uuid || !vms_uuid_valid(target_uuid))
+		return vms_error_set(VMS_EINVAL, "policy target '%.64s' is not a UUID",
+		                     target_uuid ? target_uuid : "");
+	if (!target_kind || (strcmp(target_kind, "sr") != 0 && strcmp(target_kind, "vm") != 0))
+		return vms_error_set(VMS_EINVAL, "policy target kind must be 'sr' or 'vm'");
+	if (!spec)
+		return vms_error_set(VMS_EINVAL, "policy spec is missing");
+	if ((rc = prep(&st, cat, "INSERT INTO policy(target_uuid, target_kind, spec, updated) "
+	                         "VALUES(?1, ?2, ?3, ?4) ON CONFLICT(target_uuid) DO UPDATE SET "
+	                         "target_kind = ?2, spec = ?3, updated = ?4")) < 0)
+		return rc;
+	bind_text(st, 1, target_uuid);
+	bind_text(st, 2, target_kind);
+	sqlite3_bind_text(st, 3, spec, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, updated);
+	return run(cat, st, "set policy");
+}
+
+int vms_cat_policy_get(vms_cat_policy *out, vms_catalog *cat, const char *target_uuid)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = prep(&st, cat, "SELECT target_uuid, target_kind, spec, updated FROM policy "
+	                         "WHERE target_uuid = ?1")) < 0)
+		return rc;
+	bind_text(st, 1, target_uuid);
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW) {
+		policy_row(out, st);
+		rc = out->spec ? 0 : vms_error_set(VMS_ENOMEM, "out of memory");
+	} else if (src == SQLITE_DONE) {
+		rc = vms_error_set(VMS_ENOTFOUND, "no policy for %s", target_uuid ? target_uuid : "");
+	} else {
+		rc = db_error(cat, src, "get policy");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int vms_cat_policy_list(vms_cat_policy **out, size_t *n, vms_catalog *cat)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = prep(&st, cat, "SELECT target_uuid, target_kind, spec, updated FROM policy "
+	                         "ORDER BY target_kind, target_uuid")) < 0)
+		return rc;
+	rc = collect_policy(out, n, cat, st);
+	if (rc < 0) {
+		vms_cat_policy_list_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+int vms_cat_policy_delete(vms_catalog *cat, const char *target_uuid)
+{
+	return delete_by_uuid(cat, "DELETE FROM policy WHERE target_uuid = ?1", target_uuid,
+	                      "delete policy");
 }
