@@ -336,8 +336,9 @@ static void help_group(FILE *f, const cli_group *g)
 	        g->alias ? g->alias : "", g->alias ? ")" : "", g->summary);
 	for (const cli_command *c = g->commands; c->noun; c++) {
 		command_line(line, sizeof line, c);
-		fprintf(f, "  %-58s %s\n", line, c->summary);
+		fprintf(f, "  %s\n      %s\n", line, c->summary);
 	}
+	fprintf(f, "\n'vmsnap help %s <verb>' shows the options of one command.\n", g->name ? g->name : "<command>");
 }
 
 static void help_all(FILE *f)
@@ -356,7 +357,7 @@ static void help_all(FILE *f)
 			fprintf(f, "other:\n");
 		for (const cli_command *c = g->commands; c->noun; c++) {
 			command_line(line, sizeof line, c);
-			fprintf(f, "  %-60s %s\n", line, c->summary);
+			fprintf(f, "  %s\n", line + strlen("vmsnap "));
 		}
 		fprintf(f, "\n");
 	}
