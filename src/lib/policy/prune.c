@@ -132,13 +132,13 @@ static void period_label(char *out, size_t cap, int cls, int64_t t, int64_t posi
 }
 
 /* One class over the walk (newest first), as mark_selections(). */
-static int mark_class(struct item *v, size_t n, int cls, uint32_t count, int64_t *included)
+static void mark_class(struct item *v, size_t n, int cls, uint32_t count, int64_t *included)
 {
 	size_t ninc = 0, pos = 0, taken = 0;
 	int64_t last_taken = 0;
 
 	if (count == 0)
-		return 0;
+		return;
 	/* Periods of the snapshots earlier classes kept, in walk order (keys
 	 * are non-increasing along the walk). */
 	for (size_t i = 0; i < n; i++)
@@ -164,7 +164,6 @@ static int mark_class(struct item *v, size_t n, int cls, uint32_t count, int64_t
 		v[i].cls = cls;
 		v[i].key = (int64_t)taken - 1;   /* rank within the class, for keep-last's label */
 	}
-	return 0;
 }
 
 static void add_reason(vms_prune_decision *d, const char *text)
