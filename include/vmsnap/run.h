@@ -1,8 +1,10 @@
 /*
  * vmsnap/run.h - run an external command safely (used for zfs/zpool).
  *
- * The command is started with fork + execvp from an argv array: no shell is
- * ever involved, so no argument is ever re-parsed.  Standard input is
+ * The command is started with fork + execv from an argv array (argv[0] is
+ * looked up in PATH first, as execvp would): no shell is ever involved, so
+ * no argument is ever re-parsed.  The child starts with default signal
+ * dispositions and an empty signal mask.  Standard input is
  * /dev/null; standard output and standard error are captured (each up to
  * VMS_RUN_MAX_OUTPUT bytes; more is an error, never a silent truncation).
  * A command still running after its timeout is killed with SIGKILL.

@@ -6,17 +6,24 @@
  * closes that pipe, so the parent reading EOF on it knows the program
  * started.  The parent polls stdout/stderr until both reach EOF or the
  * deadline passes (then SIGKILL), and reaps the child with waitpid, looping
- * on EINTR.  Between fork and exec the child only calls async-signal-safe
- * functions (dup2, open, close, write, _exit) besides execvp itself, so
- * this is safe in a multi-threaded daemon.
+ * on EINTR.  The program is looked up in PATH by the parent before the
+ * fork, so between fork and exec the child only calls async-signal-safe
+ * functions (sigaction, sigprocmask, dup2, open, execv, write, _exit): safe
+ * in a multi-threaded daemon.  The child gets default signal dispositions
+ * and an empty signal mask whatever the caller had (a daemon ignoring
+ * SIGPIPE or blocking signals in its threads must not pass that on).  The
+ * pipe ends are kept above fd 2, so a caller with closed stdio still works.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,8 +106,51 @@ const char *vms_run_first_line(const vms_run_result *r, char *dst, size_t n)
 	return dst;
 }
 
+/* The program to exec: argv0 itself when it has a '/', else the first
+ * executable regular file PATH/argv0. */
+static int resolve(char out[PATH_MAX], const char *argv0)
+{
+	const char *path = getenv("PATH"), *p;
+	struct stat st;
+
+	if (strchr(argv0, '/')) {
+		if (strlen(argv0) >= PATH_MAX)
+			return vms_error_set(VMS_EINVAL, "run: program path too long");
+		strcpy(out, argv0);
+		return 0;
+	}
+	if (!path || !*path)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (p = path; *p;) {
+		size_t n = strcspn(p, ":");
+		int len = n ? snprintf(out, PATH_MAX, "%.*s/%s", (int)n, p, argv0)
+		            : snprintf(out, PATH_MAX, "./%s", argv0);
+		if (len > 0 && len < PATH_MAX && stat(out, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(out, X_OK) == 0)
+			return 0;
+		p += n;
+		if (*p == ':')
+			p++;
+	}
+	return vms_error_set(VMS_ENOTFOUND, "cannot run %s: not found in PATH", argv0);
+}
+
+/* Move a pipe end above the standard descriptors. */
+static int above_stdio(int *fd)
+{
+	if (*fd > 2)
+		return 0;
+	int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+	if (nfd < 0)
+		return -1;
+	close(*fd);
+	*fd = nfd;
+	return 0;
+}
+
 int vms_run(vms_run_result *out, const char *const *argv, unsigned timeout_ms)
 {
+	char prog[PATH_MAX];
 	int pout[2] = {-1, -1}, perr[2] = {-1, -1}, pexec[2] = {-1, -1};
 	buf bo = {0}, be = {0};
 	pid_t pid = -1;
@@ -109,7 +159,11 @@ int vms_run(vms_run_result *out, const char *const *argv, unsigned timeout_ms)
 	memset(out, 0, sizeof(*out));
 	if (!argv || !argv[0] || !argv[0][0])
 		return vms_error_set(VMS_EINVAL, "run: empty command");
-	if (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 || pipe2(pexec, O_CLOEXEC) < 0) {
+	if ((rc = resolve(prog, argv[0])) < 0)
+		return rc;
+	if (pipe2(pout, O_CLOEXEC) < 0 || pipe2(perr, O_CLOEXEC) < 0 || pipe2(pexec, O_CLOEXEC) < 0 ||
+	    above_stdio(&pout[0]) < 0 || above_stdio(&pout[1]) < 0 || above_stdio(&perr[0]) < 0 ||
+	    above_stdio(&perr[1]) < 0 || above_stdio(&pexec[0]) < 0 || above_stdio(&pexec[1]) < 0) {
 		rc = vms_error_set_errno(errno, "run %s: pipe", argv[0]);
 		goto done;
 	}
@@ -119,14 +173,24 @@ int vms_run(vms_run_result *out, const char *const *argv, unsigned timeout_ms)
 		goto done;
 	}
 	if (pid == 0) {
-		int e, devnull = open("/dev/null", O_RDONLY);
+		int e, devnull;
+		struct sigaction dfl;
+		sigset_t none;
+
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		for (int sig = 1; sig < NSIG; sig++)
+			sigaction(sig, &dfl, NULL);      /* fails harmlessly for KILL/STOP */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pout[1], 1) < 0 || dup2(perr[1], 2) < 0) {
 			e = errno;
 			if (write(pexec[1], &e, sizeof(e)) < 0) { /* nothing more to do */ }
 			_exit(127);
 		}
 		/* execvp's argv is char *const[]; it does not modify the strings. */
-		execvp(argv[0], (char *const *)(uintptr_t)argv);
+		execv(prog, (char *const *)(uintptr_t)argv);
 		e = errno;
 		if (write(pexec[1], &e, sizeof(e)) < 0) { /* nothing more to do */ }
 		_exit(127);
