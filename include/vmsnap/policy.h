@@ -163,7 +163,8 @@ typedef struct vms_prune_snap {
 	                           * larger id is the newer (pass the creation
 	                           * sequence or the catalog row id) */
 	int held;                 /* held: never removed */
-	const char *hold_reason;  /* optional text for the reason ("backup") */
+	const char *hold_reason;  /* optional: the hold tag ("backup"), up to 64
+	                           * characters shown in the reason */
 	int manual;               /* made by hand, not by the policy */
 } vms_prune_snap;
 

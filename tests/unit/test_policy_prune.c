@@ -281,12 +281,17 @@ TEST(keep_all_and_held_newest)
 		CHECK(d[i].keep && (d[i].why & VMS_PRUNE_WHY_KEEPALL));
 	free(d);
 
-	/* The newest is held: not counted, so keep-last=1 keeps the next one. */
+	/* The newest is held: not counted, so keep-last=1 keeps the next one.
+	 * A hold tag of the catalog's maximum length shows in full. */
+	const char *tag = "t123456789012345678901234567890123456789012345678901234567890123";
 	s[2].held = 1;
+	s[2].hold_reason = tag;
 	p = keep_policy(1, 0, 0, 0, 0, 0);
 	CHECK_OK(vms_prune_compute(&d, &p, s, 3));
 	REQUIRE(d);
 	CHECK(d[2].keep && d[2].why == (VMS_PRUNE_WHY_HELD | VMS_PRUNE_WHY_NEWEST));
+	CHECK(strlen(tag) == 64 && !strncmp(d[2].reason, "held: ", 6) &&
+	      !strncmp(d[2].reason + 6, tag, 64) && !strcmp(d[2].reason + 70, "; newest"));
 	CHECK(d[1].keep && d[1].cls == VMS_KEEP_LAST);
 	CHECK(!d[0].keep);
 	free(d);

@@ -223,7 +223,7 @@ int vms_prune_compute(vms_prune_decision **out, const vms_policy *p, const vms_p
 	for (size_t i = 0; i < n; i++) {
 		const vms_prune_snap *s = &snaps[v[i].in];
 		vms_prune_decision *o = &d[v[i].in];
-		char text[64];
+		char text[96];
 
 		o->id = s->id;
 		o->time = s->time;
@@ -232,7 +232,7 @@ int vms_prune_compute(vms_prune_decision **out, const vms_policy *p, const vms_p
 			o->keep = 1;
 			o->why |= VMS_PRUNE_WHY_HELD;
 			if (s->hold_reason && s->hold_reason[0]) {
-				snprintf(text, sizeof(text), "held: %.48s", s->hold_reason);
+				snprintf(text, sizeof(text), "held: %.64s", s->hold_reason);
 				add_reason(o, text);
 			} else {
 				add_reason(o, "held");
