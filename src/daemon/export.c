@@ -144,6 +144,9 @@ static int source_open(vmsd_exports *xs, vms_disk **disk, const vms_backend **be
 int vmsd_export_open(vmsd_export **out, vmsd_exports *xs, const char *name, int writer)
 {
 	int readonly = xs->force_readonly || strchr(name, '@') != NULL;
+	for (size_t i = 0; !readonly && i < xs->nsources; i++)
+		if (xs->sources[i].is_readonly && xs->sources[i].is_readonly(xs->sources[i].ctx, name))
+			readonly = 1;
 	unsigned flags = readonly ? VMS_DISK_READONLY : 0;
 	struct vmsd_export *e;
 

@@ -38,6 +38,9 @@ typedef struct vmsd_source {
 	            const char *name, unsigned flags);
 	/* Append {"name","description","size","readonly"} objects to `arr`. */
 	int (*list)(void *ctx, vms_json *arr);
+	/* Optional: nonzero when export `name` of this source is read-only
+	 * whatever its name says (names with '@' always are). */
+	int (*is_readonly)(void *ctx, const char *name);
 	void *ctx;
 	/* Minimum block size of its disks (power of two; 1 = byte-addressed),
 	 * advertised to clients and enforced on every request. */

@@ -10,8 +10,9 @@
  *  - unknown command or command flag, a flag not valid for the command ->
  *    EINVAL;
  *  - writes (WRITE, WRITE_ZEROES, TRIM) on a read-only export -> EPERM;
- *  - READ, WRITE, WRITE_ZEROES (without FAST_ZERO), CACHE longer than the
- *    maximum block size -> EINVAL;
+ *  - READ, WRITE, CACHE longer than the maximum block size -> EINVAL
+ *    (WRITE_ZEROES and TRIM carry no payload and are served at any
+ *    length, as nbdcopy relies on);
  *  - offset or length not a multiple of the minimum block size -> EINVAL;
  *  - a range past the end: ENOSPC for WRITE and WRITE_ZEROES, EINVAL for
  *    the others;
@@ -202,8 +203,10 @@ enum nbd_verdict nbd_wire_check_request(const struct nbd_xmit *x, const struct n
 		valid |= NBD_CMD_FLAG_NO_HOLE;
 		if (x->tflags & NBD_FLAG_SEND_FAST_ZERO)
 			valid |= NBD_CMD_FLAG_FAST_ZERO;
+		/* Not capped: the specification limits WRITE_ZEROES to the
+		 * maximum block size, but libnbd's nbdcopy sends larger ones
+		 * and nothing of that length crosses the wire. */
 		writes = 1;
-		capped = !(r->flags & NBD_CMD_FLAG_FAST_ZERO);
 		break;
 	case NBD_CMD_BLOCK_STATUS:
 		valid |= NBD_CMD_FLAG_REQ_ONE;

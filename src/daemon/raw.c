@@ -23,6 +23,7 @@
 struct raw_export {
 	char *name;
 	char *path; /* absolute */
+	int readonly;
 };
 
 struct vmsd_raw {
@@ -55,7 +56,7 @@ int vmsd_raw_new(vmsd_raw **out, int readonly)
 	return 0;
 }
 
-int vmsd_raw_add(vmsd_raw *r, const char *spec)
+int vmsd_raw_add(vmsd_raw *r, const char *spec, int readonly)
 {
 	const char *eq = strchr(spec, '=');
 	if (!eq || eq == spec || !eq[1])
@@ -79,6 +80,7 @@ int vmsd_raw_add(vmsd_raw *r, const char *spec)
 	r->v = v;
 	v[r->n].name = strndup(spec, nl);
 	v[r->n].path = strdup(abs);
+	v[r->n].readonly = readonly;
 	if (!v[r->n].name || !v[r->n].path) {
 		free(v[r->n].name);
 		free(v[r->n].path);
@@ -105,19 +107,31 @@ size_t vmsd_raw_count(const vmsd_raw *r)
 	return r->n;
 }
 
+static const struct raw_export *find(const vmsd_raw *r, const char *name)
+{
+	if (!*name && r->n)
+		return &r->v[0];
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->v[i].name, name) == 0)
+			return &r->v[i];
+	return NULL;
+}
+
+static int raw_is_readonly(void *ctx, const char *name)
+{
+	vmsd_raw *r = ctx;
+	const struct raw_export *x = find(r, name);
+	return r->readonly || (x && x->readonly);
+}
+
 static int raw_open(void *ctx, vms_disk **out_disk, const vms_backend **out_be, char **out_key,
                     const char *name, unsigned flags)
 {
 	vmsd_raw *r = ctx;
-	const struct raw_export *x = NULL;
-	if (!*name && r->n)
-		x = &r->v[0];
-	for (size_t i = 0; !x && i < r->n; i++)
-		if (strcmp(r->v[i].name, name) == 0)
-			x = &r->v[i];
+	const struct raw_export *x = find(r, name);
 	if (!x)
 		return vms_error_set(VMS_ENOTFOUND, "no export named '%.256s'", name);
-	if (r->readonly)
+	if (r->readonly || x->readonly)
 		flags |= VMS_DISK_READONLY;
 	char *key = NULL;
 	if (asprintf(&key, "raw:%s", x->path) < 0)
@@ -144,7 +158,7 @@ static int raw_list(void *ctx, vms_json *arr)
 		if (!rc) rc = vms_json_object_set_string(o, "name", r->v[i].name);
 		if (!rc) rc = vms_json_object_set_string(o, "description", desc);
 		if (!rc) rc = vms_json_object_set_int(o, "size", stat(r->v[i].path, &st) == 0 ? (int64_t)st.st_size : 0);
-		if (!rc) rc = vms_json_object_set_bool(o, "readonly", r->readonly);
+		if (!rc) rc = vms_json_object_set_bool(o, "readonly", r->readonly || r->v[i].readonly);
 		if (!rc) rc = vms_json_array_append(arr, o);
 		if (rc < 0) {
 			vms_json_free(o);
@@ -156,6 +170,7 @@ static int raw_list(void *ctx, vms_json *arr)
 
 vmsd_source vmsd_raw_source(vmsd_raw *r)
 {
-	vmsd_source s = {.what = "raw", .open = raw_open, .list = raw_list, .ctx = r, .min_block = 1};
+	vmsd_source s = {.what = "raw", .open = raw_open, .list = raw_list,
+	                 .is_readonly = raw_is_readonly, .ctx = r, .min_block = 1};
 	return s;
 }
