@@ -132,6 +132,10 @@ int vms_schedule_format(char *out, size_t cap, const vms_schedule *s);
  *     slots skipped that way (0 = on time).  After the run the caller sets
  *     last_run = now, so however long the daemon was down, it catches up
  *     with exactly ONE snapshot, never a burst.
+ *     Exception: when now is already in the last quarter of the newest
+ *     slot's period (e.g. 10:50 for an hourly 10:00 slot), the run is left
+ *     to the next slot (11:00), which then stands for the skipped ones too;
+ *     so two runs are never closer together than a quarter period.
  *   last_run > now: the clock went backwards (or last_run was written by a
  *     clock that was ahead).  The next run is the first slot after now;
  *     nothing is due at once and nothing is counted as missed.

@@ -78,6 +78,23 @@ TEST(missed_runs_collapse)
 	              T("2026-11-22T03:00:00Z"), 2));
 }
 
+TEST(late_run_folded_into_next_slot)
+{
+	/* 10:00 not run by 10:50 (last quarter of its hour): wait for 11:00,
+	 * which stands for 10:00 too, instead of two runs ten minutes apart. */
+	CHECK(next_is("hourly", T("2026-11-25T09:00:00Z"), T("2026-11-25T10:50:00Z"),
+	              T("2026-11-25T11:00:00Z"), 1));
+	/* At 10:45 exactly (three quarters) it still runs. */
+	CHECK(next_is("hourly", T("2026-11-25T09:00:00Z"), T("2026-11-25T10:45:00Z"),
+	              T("2026-11-25T10:00:00Z"), 0));
+	/* Daily at 02:30, down two days, up at 22:00: 4.5 h to the next slot. */
+	CHECK(next_is("daily 02:30", T("2026-11-23T02:30:00Z"), T("2026-11-25T22:00:00Z"),
+	              T("2026-11-26T02:30:00Z"), 2));
+	/* Up at 15:00 instead: 11.5 h to go, so catch up now. */
+	CHECK(next_is("daily 02:30", T("2026-11-23T02:30:00Z"), T("2026-11-25T15:00:00Z"),
+	              T("2026-11-25T02:30:00Z"), 1));
+}
+
 TEST(clock_backwards_and_first_run)
 {
 	/* Last run recorded at 12:00 by a clock that was ahead; now 10:05. */
@@ -139,6 +156,8 @@ TEST(simulated_daemon)
 {
 	static const char *const schedules[] = {"every 15m", "hourly", "daily 02:30",
 	                                        "weekly sun 03:00", "monthly 31 04:00"};
+	/* The shortest distance between two slots of each schedule. */
+	static const int64_t min_gap[] = {900, 3600, 86400, 7 * 86400, 28 * 86400};
 	int64_t start = T("2026-01-01T00:00:00Z"), end = T("2027-01-01T00:00:00Z");
 	for (size_t si = 0; si < 5; si++) {
 		vms_policy p = sched(schedules[si]);
@@ -146,10 +165,10 @@ TEST(simulated_daemon)
 		uint64_t runs = 0, catchups = 0, downs = 0;
 		int up = 1, burst = 0, double_slot = 0;
 		for (int64_t now = start; now < end; now += 300) {
-			/* Down 3 days every 40 days, plus 7 hours every 9 days. */
+			/* Down 3 days every 40 days, plus 7h50m every 9 days. */
 			int64_t day = (now - start) / 86400;
 			int was_up = up;
-			up = !(day % 40 >= 37) && !((now - start) % (9 * 86400) < 7 * 3600 && day > 0);
+			up = !(day % 40 >= 37) && !((now - start) % (9 * 86400) < 7 * 3600 + 50 * 60 && day > 0);
 			if (was_up && !up)
 				downs++;
 			if (!up)
@@ -160,10 +179,10 @@ TEST(simulated_daemon)
 			if (next > now)
 				continue;
 			/* The run stands for slot `next`; never the same slot twice,
-			 * and at most one run per wake-up. */
+			 * and two runs at least a quarter period apart. */
 			if (next == prev_slot)
 				double_slot = 1;
-			if (last != VMS_POLICY_NO_RUN && now - last < 300)
+			if (last != VMS_POLICY_NO_RUN && now - last < min_gap[si] / 4)
 				burst = 1;
 			prev_slot = next;
 			runs++;

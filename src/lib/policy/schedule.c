@@ -13,8 +13,9 @@
  * of indexes: missed runs are counted, never iterated, however long the
  * daemon was down.
  *
- * The decision rules (one catch-up run, no burst, a clock that goes back)
- * are spelled out in policy.h above vms_policy_next_run().
+ * The decision rules (one catch-up run, no burst, a late run folded into
+ * the next slot, a clock that goes back) are spelled out in policy.h above
+ * vms_policy_next_run().
  */
 #include <string.h>
 
@@ -154,9 +155,17 @@ int vms_policy_next_run(int64_t *next, uint64_t *missed, const vms_policy *p, in
 			due = slot_of(s, first);
 		} else {
 			/* One run stands for the newest slot; the older ones since the
-			 * last run are collapsed into it. */
-			due = slot_of(s, newest);
-			skipped = (uint64_t)(newest - first);
+			 * last run are collapsed into it.  If that slot's period is
+			 * already in its last quarter, the run is left to the next slot
+			 * instead, so two runs are never closer than a quarter period. */
+			int64_t current = slot_of(s, newest), upcoming = slot_of(s, newest + 1);
+			if ((upcoming - now) * 4 < upcoming - current) {
+				due = upcoming;
+				skipped = (uint64_t)(newest - first + 1);
+			} else {
+				due = current;
+				skipped = (uint64_t)(newest - first);
+			}
 		}
 	}
 	*next = due;
