@@ -283,7 +283,7 @@ int cli_call(cli_ctx *ctx, const char *op, vms_json *args, cli_response *out)
 	if (rc)
 		return rc;
 
-	vms_json_limits lim = {.max_bytes = strlen(out->text) + 1, .max_depth = 1024};
+	vms_json_limits lim = {.max_bytes = strlen(out->text) + 1, .max_depth = 1024, .max_members = (size_t)1 << 32};
 	if ((rc = vms_json_parse_ex(&out->root, out->text, strlen(out->text), &lim)) < 0) {
 		rc = cli_fail(ctx, "IO", "malformed response from the control module: %s", vms_error_last());
 		cli_response_free(out);
