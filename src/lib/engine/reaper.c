@@ -1,0 +1,206 @@
+/*
+ * reaper.c - background reclaim of deleted volumes and rolled-back trees.
+ *
+ * A deleted volume keeps its record (flag DELETING) until its tree is
+ * empty; the partially emptied tree, committed like any other, is the
+ * cursor, so reclaim resumes after a crash where the last commit left it.
+ *
+ * One step, under pool->lock with commit_lock shared, does a bounded amount
+ * of work (at most one leaf: F data blocks):
+ *   - a subtree whose root is shared (refcount > 1) only loses a reference
+ *     and is unhooked: deleting stops at shared nodes (dm-thin);
+ *   - an unshared leaf has its data blocks released, then is freed and
+ *     unhooked from its (shadowed) parent;
+ *   - an unshared interior node found empty is freed and unhooked.
+ * Unhooking shadows the path from the root, so it allocates at most depth
+ * blocks per step; it may use the reserve.  Cost: proportional to the
+ * blocks freed plus the shared boundary, never to the volume's size.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "engine/engine_private.h"
+
+static vrec *first_deleting(vms_pool *p)
+{
+	for (size_t i = 0; i < p->nvidx; i++) {
+		vrec *r = &p->recs[p->vidx[i].slot];
+		if (r->flags & VREC_DELETING)
+			return r;
+	}
+	return NULL;
+}
+
+/* Unhook the child at (level, lblk) from its parent; the child is freed
+ * or dereferenced by the caller.  The path down to level+1 is cached. */
+static int unhook(vms_pool *p, vrec *r, uint64_t lblk, int level)
+{
+	if (level == r->depth - 1) {
+		r->root = 0;
+		r->root_crc = 0;
+		r->root_pending = 0;
+		vol_mark(p, r);
+		return 0;
+	}
+	node *par;
+	int rc = tree_path_writable(p, r, lblk, level + 1, &par, 1);
+	if (rc < 0)
+		return rc;
+	ent_set(par, tree_index(p, lblk, level + 1), 0, 0, 0);
+	return 0;
+}
+
+/* One bounded step.  Returns 1 when a step was done, 0 when nothing is
+ * left to reap, or a negative error.  pool->lock held (dropped to load). */
+int reaper_step(vms_pool *p, uint64_t *freed)
+{
+	*freed = 0;
+	for (;;) {
+		vrec *r = first_deleting(p);
+		if (!r)
+			return 0;
+		if (!r->root) {
+			vol_remove(p, r);
+			return 1;
+		}
+		uint64_t id = r->id, cur = r->root, lblk = 0;
+		uint32_t crc = r->root_crc;
+		int lev = r->depth - 1, rc;
+		if (p->ref[cur] > 1) { /* the whole tree is shared */
+			sm_unref_meta(p, cur);
+			unhook(p, r, 0, lev);
+			vol_remove(p, r);
+			return 1;
+		}
+		for (;;) {
+			node *n = cache_get(p, cur);
+			if (!n) {
+				if ((rc = node_load_unlocked(p, cur, crc, lev)) < 0)
+					return rc;
+				break; /* restart: the lock was dropped */
+			}
+			r = vol_find(p, id);
+			if (lev == 0) { /* an unshared leaf: release its data */
+				for (unsigned i = 0; i < p->fanout; i++) {
+					uint64_t d = ent_blk(n, i);
+					if (d)
+						*freed += (uint64_t)sm_unref(p, d);
+				}
+				if ((rc = unhook(p, r, lblk, 0)) < 0)
+					return rc;
+				*freed += (uint64_t)sm_unref_meta(p, cur);
+				return 1;
+			}
+			unsigned i;
+			for (i = 0; i < p->fanout; i++)
+				if (ent_blk(n, i))
+					break;
+			if (i == p->fanout) { /* an empty interior node */
+				if ((rc = unhook(p, r, lblk, lev)) < 0)
+					return rc;
+				*freed += (uint64_t)sm_unref_meta(p, cur);
+				return 1;
+			}
+			uint64_t c = ent_blk(n, i);
+			lblk += i * p->fpow[lev];
+			if (p->ref[c] > 1) { /* shared below: drop one reference */
+				if ((rc = unhook(p, r, lblk, lev - 1)) < 0)
+					return rc;
+				sm_unref_meta(p, c);
+				return 1;
+			}
+			crc = ent_crc(n, i);
+			cur = c;
+			lev--;
+		}
+	}
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+void *reaper_main(void *arg)
+{
+	vms_pool *p = arg;
+	uint64_t since_commit = 0;
+	for (;;) {
+		pthread_mutex_lock(&p->bg_lock);
+		if (p->stopping) {
+			pthread_mutex_unlock(&p->bg_lock);
+			break;
+		}
+		pthread_mutex_unlock(&p->bg_lock);
+
+		uint64_t freed = 0;
+		int rc;
+		pthread_rwlock_rdlock(&p->commit_lock);
+		pthread_mutex_lock(&p->lock);
+		rc = p->readonly ? 0 : reaper_step(p, &freed);
+		pthread_mutex_unlock(&p->lock);
+		pthread_rwlock_unlock(&p->commit_lock);
+
+		pthread_mutex_lock(&p->bg_lock);
+		pthread_cond_broadcast(&p->reap_cond);
+		if (rc <= 0) {
+			/* Nothing to do, or an error (ENOSPC until the next commit
+			 * frees deferred blocks, or a damaged tree): wait for a kick
+			 * or a while, then look again. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += rc < 0 ? 1 : 5;
+			if (!p->stopping)
+				pthread_cond_timedwait(&p->bg_cond, &p->bg_lock, &ts);
+			pthread_mutex_unlock(&p->bg_lock);
+			if (rc == VMS_ENOSPC)
+				(void)vms_pool_commit(p);
+			continue;
+		}
+		uint64_t rate = p->reap_rate;
+		pthread_mutex_unlock(&p->bg_lock);
+		since_commit += freed + 1;
+		if (since_commit > 65536) { /* let freed space become reusable */
+			since_commit = 0;
+			(void)vms_pool_commit(p);
+		}
+		if (rate && freed)
+			sleep_ns(freed * 1000000000ull / rate);
+	}
+	return NULL;
+}
+
+void vms_pool_set_reap_rate(vms_pool *p, uint64_t blocks_per_sec)
+{
+	pthread_mutex_lock(&p->bg_lock);
+	p->reap_rate = blocks_per_sec;
+	pthread_cond_broadcast(&p->bg_cond);
+	pthread_mutex_unlock(&p->bg_lock);
+}
+
+int vms_pool_reap_wait(vms_pool *p)
+{
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		uint64_t left = p->ndeleting;
+		int ro = p->readonly;
+		pthread_mutex_unlock(&p->lock);
+		if (!left)
+			return 0;
+		if (ro)
+			return vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
+		pthread_mutex_lock(&p->bg_lock);
+		pthread_cond_broadcast(&p->bg_cond);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->reap_cond, &p->bg_lock, &ts);
+		pthread_mutex_unlock(&p->bg_lock);
+	}
+}

@@ -1,0 +1,988 @@
+/*
+ * tree.c - volume trees: lookup, shadowing, and the I/O path.
+ *
+ * A volume's block index is a radix tree of fanout F = B/16 - 1 over its
+ * logical blocks; leaves (level 0) point at data blocks, the root sits at
+ * level depth-1.  Holes are null pointers at any level.
+ *
+ * Shadowing (Rodeh): a node is changed in place only when it is fresh
+ * (allocated in the open txg, so no commit record can reach it) and its
+ * reference count is 1.  Otherwise it is copied to a new block; if it was
+ * shared, every child gains a reference and the old node loses one; if it
+ * was unshared, the old block is freed (deferred) and the children keep
+ * their counts.  Data blocks follow the same rule at block granularity:
+ * a write into a fresh unshared block goes in place, anything else is
+ * redirected to a new block (read-merge-write for a partial block).
+ *
+ * Reads: under pool->lock the walk uses cached nodes only; on a miss the
+ * lock is dropped for the node's read and the walk restarts.  Extents are
+ * gathered under the lock and read after it is released (commit_lock held
+ * shared keeps the blocks from being reused meanwhile).
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "engine/engine_private.h"
+
+#define EXT_MAX 64
+
+/* ---- volume table -------------------------------------------------------- */
+
+static int vindex_cmp(const void *a, const void *b)
+{
+	const vindex *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int vindex_rebuild(vms_pool *p)
+{
+	size_t n = 0;
+	for (uint64_t s = 0; s < p->nslots; s++)
+		if (p->recs[s].id)
+			n++;
+	vindex *v = malloc((n ? n : 1) * sizeof(*v));
+	if (!v)
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	n = 0;
+	p->ndeleting = 0;
+	for (uint64_t s = 0; s < p->nslots; s++)
+		if (p->recs[s].id) {
+			v[n].id = p->recs[s].id;
+			v[n].slot = (uint32_t)s;
+			n++;
+			if (p->recs[s].flags & VREC_DELETING)
+				p->ndeleting++;
+		}
+	qsort(v, n, sizeof(*v), vindex_cmp);
+	free(p->vidx);
+	p->vidx = v;
+	p->nvidx = n;
+	return 0;
+}
+
+static size_t vindex_pos(const vms_pool *p, uint64_t id)
+{
+	size_t lo = 0, hi = p->nvidx;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (p->vidx[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+vrec *vol_find(vms_pool *p, vms_vol_id id)
+{
+	size_t i = vindex_pos(p, id);
+	if (i < p->nvidx && p->vidx[i].id == id)
+		return &p->recs[p->vidx[i].slot];
+	return NULL;
+}
+
+void vol_mark(vms_pool *p, const vrec *r)
+{
+	parray_mark(&p->vtab, (uint64_t)(r - p->recs) / vtab_per_page(p));
+	p->dirty = 1;
+}
+
+/* A new record with a fresh id; may move p->recs (re-find older pointers). */
+int vol_slot_new(vms_pool *p, vrec **out)
+{
+	uint64_t s;
+	for (s = 0; s < p->nslots; s++)
+		if (!p->recs[s].id)
+			break;
+	if (s == p->nslots) {
+		int rc = vtab_grow(p);
+		if (rc < 0)
+			return rc;
+	}
+	if (p->nvidx % 64 == 0) {
+		vindex *v = realloc(p->vidx, (p->nvidx + 64) * sizeof(*v));
+		if (!v)
+			return vms_error_set(VMS_ENOMEM, "out of memory");
+		p->vidx = v;
+	}
+	vrec *r = &p->recs[s];
+	memset(r, 0, sizeof(*r));
+	r->id = p->next_id++;
+	r->create_txg = p->txg;
+	r->create_time = (int64_t)time(NULL);
+	p->vidx[p->nvidx].id = r->id; /* ids only grow: appending keeps the order */
+	p->vidx[p->nvidx].slot = (uint32_t)s;
+	p->nvidx++;
+	vol_mark(p, r);
+	*out = r;
+	return 0;
+}
+
+void vol_remove(vms_pool *p, vrec *r)
+{
+	size_t i = vindex_pos(p, r->id);
+	if (i < p->nvidx && p->vidx[i].id == r->id) {
+		memmove(&p->vidx[i], &p->vidx[i + 1], (p->nvidx - i - 1) * sizeof(vindex));
+		p->nvidx--;
+	}
+	if (r->flags & VREC_DELETING)
+		p->ndeleting--;
+	vol_mark(p, r);
+	memset(r, 0, sizeof(*r));
+}
+
+uint32_t depth_for_size(const vms_pool *p, uint64_t size)
+{
+	uint64_t nb = (size + p->bs - 1) >> p->bshift;
+	uint32_t d = 1;
+	while (d < MAX_DEPTH && p->fpow[d] < nb)
+		d++;
+	return d;
+}
+
+/* A user-visible volume (not hidden, not being deleted). */
+static int vol_get(vms_pool *p, vms_vol_id id, int for_write, vrec **out)
+{
+	vrec *r = vol_find(p, id);
+	if (!r || (r->flags & (VREC_HIDDEN | VREC_DELETING)))
+		return vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)id);
+	if (for_write && r->kind != VMS_VOL_VOLUME)
+		return vms_error_set(VMS_EROFS, "volume %llu is a snapshot (read-only)",
+		                     (unsigned long long)id);
+	if (for_write && p->readonly)
+		return vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
+	*out = r;
+	return 0;
+}
+
+/* ---- tree walks ----------------------------------------------------------- */
+
+/*
+ * Find the leaf holding lblk, loading missing nodes (dropping pool->lock,
+ * then restarting).  *leaf = NULL means a hole; *span is then the number of
+ * blocks from lblk to the end of the hole's subtree.  *rout is refreshed.
+ */
+static int lookup_leaf(vms_pool *p, vms_vol_id id, int for_write, uint64_t lblk, vrec **rout,
+                       node **leaf, uint64_t *span)
+{
+	for (;;) {
+		vrec *r;
+		int rc = vol_get(p, id, for_write, &r);
+		if (rc < 0)
+			return rc;
+		*rout = r;
+		uint64_t cur = r->root;
+		uint32_t crc = r->root_crc;
+		int lev = r->depth - 1;
+		for (;;) {
+			if (cur == 0) {
+				uint64_t cover = p->fpow[lev + 1];
+				*leaf = NULL;
+				*span = cover - lblk % cover;
+				return 0;
+			}
+			node *n = cache_get(p, cur);
+			if (!n) {
+				if ((rc = node_load_unlocked(p, cur, crc, lev)) < 0)
+					return rc;
+				break; /* restart: the lock was dropped */
+			}
+			if (lev == 0) {
+				*leaf = n;
+				return 0;
+			}
+			unsigned i = tree_index(p, lblk, lev);
+			cur = ent_blk(n, i);
+			crc = ent_crc(n, i);
+			lev--;
+		}
+	}
+}
+
+/* Make node n writable (see the file comment).  *out is n or its copy. */
+static int make_writable(vms_pool *p, node *n, int use_reserve, node **out)
+{
+	if (n->dirty && p->ref[n->blk] == 1) {
+		*out = n;
+		return 0;
+	}
+	uint64_t nb;
+	int rc = sm_alloc_meta(p, use_reserve, &nb);
+	if (rc < 0)
+		return rc;
+	node *m = cache_new_dirty(p, nb, n->level);
+	if (!m) {
+		sm_unref_meta(p, nb);
+		return vms_error_set(VMS_ENOMEM, "out of memory for an index node");
+	}
+	memcpy(m->data + NODE_HDR, n->data + NODE_HDR, p->bs - NODE_HDR);
+	if (p->ref[n->blk] > 1) {
+		for (unsigned i = 0; i < p->fanout; i++) {
+			uint64_t c = ent_blk(m, i);
+			if (c)
+				sm_ref(p, c);
+		}
+	}
+	sm_unref_meta(p, n->blk); /* n may be gone now */
+	*out = m;
+	return 0;
+}
+
+/*
+ * Return the writable node at `level` on the path to lblk, shadowing and
+ * creating nodes from the root down.  The existing part of the path must be
+ * cached (lookup_leaf first, without dropping the lock since).
+ */
+int tree_path_writable(vms_pool *p, vrec *r, uint64_t lblk, int level, node **out, int use_reserve)
+{
+	int top = r->depth - 1, rc;
+	node *n;
+	uint64_t nb;
+	if (!r->root) {
+		if ((rc = sm_alloc_meta(p, use_reserve, &nb)) < 0)
+			return rc;
+		if (!(n = cache_new_dirty(p, nb, (uint8_t)top))) {
+			sm_unref_meta(p, nb);
+			return vms_error_set(VMS_ENOMEM, "out of memory for an index node");
+		}
+		r->root = nb;
+		r->root_crc = 0;
+		r->root_pending = 1;
+		vol_mark(p, r);
+	} else {
+		node *o = cache_get(p, r->root);
+		if (!o)
+			return vms_error_set(VMS_EIO, "internal: root of volume %llu not cached",
+			                     (unsigned long long)r->id);
+		if ((rc = make_writable(p, o, use_reserve, &n)) < 0)
+			return rc;
+		if (n != o) {
+			r->root = n->blk;
+			r->root_crc = 0;
+			r->root_pending = 1;
+			vol_mark(p, r);
+		}
+	}
+	for (int lev = top; lev > level; lev--) {
+		unsigned i = tree_index(p, lblk, lev);
+		uint64_t b = ent_blk(n, i);
+		node *c;
+		if (!b) {
+			if ((rc = sm_alloc_meta(p, use_reserve, &nb)) < 0)
+				return rc;
+			if (!(c = cache_new_dirty(p, nb, (uint8_t)(lev - 1)))) {
+				sm_unref_meta(p, nb);
+				return vms_error_set(VMS_ENOMEM, "out of memory for an index node");
+			}
+			ent_set(n, i, nb, 0, BP_DIRTY);
+		} else {
+			node *o = cache_get(p, b);
+			if (!o)
+				return vms_error_set(VMS_EIO, "internal: index node %llu not cached",
+				                     (unsigned long long)b);
+			if ((rc = make_writable(p, o, use_reserve, &c)) < 0)
+				return rc;
+			if (c != o)
+				ent_set(n, i, c->blk, 0, BP_DIRTY);
+		}
+		n = c;
+	}
+	*out = n;
+	return 0;
+}
+
+/* ---- reads ----------------------------------------------------------------- */
+
+typedef struct ext {
+	uint64_t voff;      /* byte offset in the volume */
+	uint64_t len;       /* bytes */
+	uint64_t pbyte;     /* byte offset in the pool; 0 = hole */
+	uint32_t crc;       /* data checksum of the block (one-block extents) */
+} ext;
+
+static int check_range(vms_pool *p, const vrec *r, uint64_t len, uint64_t off)
+{
+	(void)p;
+	if ((off | len) % VMS_SECTOR)
+		return vms_error_set(VMS_EINVAL, "offset %llu / length %llu not multiples of 512",
+		                     (unsigned long long)off, (unsigned long long)len);
+	if (off > r->size || len > r->size - off)
+		return vms_error_set(VMS_EINVAL, "range %llu+%llu beyond volume size %llu",
+		                     (unsigned long long)off, (unsigned long long)len,
+		                     (unsigned long long)r->size);
+	return 0;
+}
+
+/* Take commit_lock (shared) and pool->lock and validate the request; on
+ * failure pool->lock is released again, commit_lock is kept. */
+static int io_begin(vms_pool *p, vms_vol_id id, int for_write, uint64_t len, uint64_t off)
+{
+	vrec *r;
+	int rc;
+	pthread_rwlock_rdlock(&p->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	if ((rc = vol_get(p, id, for_write, &r)) < 0 || (rc = check_range(p, r, len, off)) < 0)
+		pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* Gather extents of [pos, end) under the lock; *upto = where they stop. */
+static int gather(vms_pool *p, vms_vol_id id, uint64_t pos, uint64_t end, ext *ex, int *nex,
+                  uint64_t *upto)
+{
+	int ne = 0, csum = p->data_checksums;
+	while (pos < end && ne < EXT_MAX) {
+		vrec *r;
+		node *leaf;
+		uint64_t span, lblk = pos >> p->bshift;
+		int rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span);
+		if (rc < 0)
+			return rc;
+		if (!leaf) {
+			uint64_t stop = (lblk + span) << p->bshift;
+			if (stop > end || stop < pos)
+				stop = end;
+			if (ne && ex[ne - 1].pbyte == 0 && ex[ne - 1].voff + ex[ne - 1].len == pos)
+				ex[ne - 1].len += stop - pos;
+			else
+				ex[ne++] = (ext){pos, stop - pos, 0, 0};
+			pos = stop;
+			continue;
+		}
+		for (unsigned i = tree_index(p, lblk, 0); i < p->fanout && pos < end && ne < EXT_MAX; i++) {
+			uint64_t bo = pos & (p->bs - 1);
+			uint64_t n = p->bs - bo;
+			if (n > end - pos)
+				n = end - pos;
+			uint64_t b = ent_blk(leaf, i);
+			uint64_t pb = b ? (b << p->bshift) + bo : 0;
+			ext *last = ne ? &ex[ne - 1] : NULL;
+			if (last && last->voff + last->len == pos &&
+			    ((pb == 0 && last->pbyte == 0) ||
+			     (pb && !csum && last->pbyte && last->pbyte + last->len == pb)))
+				last->len += n;
+			else
+				ex[ne++] = (ext){pos, n, pb, b ? ent_crc(leaf, i) : 0};
+			pos += n;
+		}
+	}
+	*nex = ne;
+	*upto = pos;
+	return 0;
+}
+
+static int read_extents(vms_pool *p, uint8_t *buf, uint64_t base, const ext *ex, int ne)
+{
+	uint8_t tmp[VMS_MAX_BLOCK_SIZE];
+	for (int k = 0; k < ne; k++) {
+		uint8_t *dst = buf + (ex[k].voff - base);
+		int rc;
+		if (ex[k].pbyte == 0) {
+			memset(dst, 0, ex[k].len);
+			continue;
+		}
+		if (!p->data_checksums) {
+			if ((rc = p->io->read(p->io, dst, ex[k].len, ex[k].pbyte)) < 0)
+				return rc;
+			continue;
+		}
+		uint64_t bo = ex[k].pbyte & (p->bs - 1);
+		uint64_t blk = ex[k].pbyte >> p->bshift;
+		uint8_t *whole = (ex[k].len == p->bs) ? dst : tmp;
+		if ((rc = p->io->read(p->io, whole, p->bs, blk << p->bshift)) < 0)
+			return rc;
+		uint32_t got = vms_crc32c(0, whole, p->bs);
+		if (got != ex[k].crc)
+			return vms_error_set(VMS_ECORRUPT,
+			                     "data block %llu: checksum %08x, index says %08x",
+			                     (unsigned long long)blk, got, ex[k].crc);
+		if (whole == tmp)
+			memcpy(dst, tmp + bo, ex[k].len);
+	}
+	return 0;
+}
+
+int vms_vol_read(vms_pool *p, vms_vol_id id, void *buf, size_t len, uint64_t off)
+{
+	ext ex[EXT_MAX];
+	int rc, ne;
+	uint64_t pos = off, end = off + len;
+	if ((rc = io_begin(p, id, 0, len, off)) < 0)
+		goto done;
+	while (pos < end) {
+		uint64_t upto;
+		rc = gather(p, id, pos, end, ex, &ne, &upto);
+		pthread_mutex_unlock(&p->lock);
+		if (rc < 0)
+			goto done;
+		if ((rc = read_extents(p, buf, off, ex, ne)) < 0)
+			goto done;
+		pos = upto;
+		if (pos < end)
+			pthread_mutex_lock(&p->lock);
+	}
+done:
+	pthread_rwlock_unlock(&p->commit_lock);
+	return rc;
+}
+
+/* ---- writes, trims, zeroes ------------------------------------------------- */
+
+enum { OP_WRITE, OP_ZERO, OP_TRIM };
+
+typedef struct wrun {            /* full blocks to write with one pwrite */
+	uint64_t pblk;
+	const uint8_t *src;
+	uint64_t n;
+} wrun;
+
+static int run_flush(vms_pool *p, wrun *w)
+{
+	int rc = 0;
+	if (w->n)
+		rc = p->io->write(p->io, w->src, w->n << p->bshift, w->pblk << p->bshift);
+	w->n = 0;
+	return rc;
+}
+
+static int run_add(vms_pool *p, wrun *w, uint64_t pblk, const uint8_t *src)
+{
+	if (w->n && w->pblk + w->n == pblk && w->src + (w->n << p->bshift) == src) {
+		w->n++;
+		return 0;
+	}
+	int rc = run_flush(p, w);
+	w->pblk = pblk;
+	w->src = src;
+	w->n = 1;
+	return rc;
+}
+
+static const uint8_t zero_block[VMS_MAX_BLOCK_SIZE];
+
+/* Write n bytes at in-block offset bo of leaf entry i. */
+static int write_block(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t bo, uint64_t n,
+                       const uint8_t *src, wrun *w)
+{
+	uint8_t tmp[VMS_MAX_BLOCK_SIZE];
+	uint64_t old = ent_blk(leaf, i), nb;
+	int full = (n == p->bs), rc;
+	const uint8_t *data = src;
+	uint32_t crc = 0;
+	int inplace = old && p->ref[old] == 1 && sm_is_fresh(p, old);
+
+	if (!full && (p->data_checksums || !inplace)) {
+		/* read-merge-write of this one block */
+		if ((rc = run_flush(p, w)) < 0)
+			return rc;
+		if (old) {
+			if ((rc = p->io->read(p->io, tmp, p->bs, old << p->bshift)) < 0)
+				return rc;
+			if (p->data_checksums && vms_crc32c(0, tmp, p->bs) != ent_crc(leaf, i))
+				return vms_error_set(VMS_ECORRUPT, "data block %llu: checksum mismatch",
+				                     (unsigned long long)old);
+		} else {
+			memset(tmp, 0, p->bs);
+		}
+		memcpy(tmp + bo, src, n);
+		data = tmp;
+	}
+	if (p->data_checksums)
+		crc = vms_crc32c(0, data, p->bs);
+	if (inplace) {
+		if (data == tmp)
+			rc = p->io->write(p->io, tmp, p->bs, old << p->bshift);
+		else if (full)
+			rc = run_add(p, w, old, src);
+		else
+			rc = p->io->write(p->io, src, n, (old << p->bshift) + bo);
+		if (rc < 0)
+			return rc;
+		ent_set(leaf, i, old, crc, 0);
+		return 0;
+	}
+	if ((rc = sm_alloc(p, 0, &nb)) < 0)
+		return rc;
+	if (data == tmp)
+		rc = p->io->write(p->io, tmp, p->bs, nb << p->bshift);
+	else
+		rc = run_add(p, w, nb, src);
+	ent_set(leaf, i, nb, crc, 0);
+	if (old) {
+		if (p->ref[old] > 1)
+			r->written++;
+		sm_unref(p, old);
+	} else {
+		r->mapped++;
+		r->written++;
+	}
+	vol_mark(p, r);
+	return rc;
+}
+
+static void unmap_block(vms_pool *p, vrec *r, node *leaf, unsigned i)
+{
+	uint64_t old = ent_blk(leaf, i);
+	if (!old)
+		return;
+	ent_set(leaf, i, 0, 0, 0);
+	if (r->mapped)
+		r->mapped--;
+	if (p->ref[old] == 1 && r->written)
+		r->written--;
+	sm_unref(p, old);
+	vol_mark(p, r);
+}
+
+/*
+ * Apply op to [off, off+len) with pool->lock held (dropped and retaken to
+ * load nodes).  Trims skip partial blocks; zeroes write zeros into them;
+ * both unmap whole blocks.
+ */
+static int modify_range(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t len,
+                        uint64_t off)
+{
+	wrun w = {0};
+	uint64_t pos = off, end = off + len;
+	int rc = 0;
+	while (pos < end) {
+		vrec *r;
+		node *leaf;
+		uint64_t span, lblk = pos >> p->bshift;
+		uint64_t bo = pos & (p->bs - 1);
+		uint64_t n = p->bs - bo < end - pos ? p->bs - bo : end - pos;
+		if (op == OP_TRIM && n < p->bs) { /* trims are advisory: partial blocks stay */
+			pos += n;
+			continue;
+		}
+		/* Nodes of the path may need loading (which drops the lock):
+		 * flush pending data first so that no run spans a drop. */
+		if ((rc = run_flush(p, &w)) < 0)
+			goto done;
+		if ((rc = lookup_leaf(p, id, 1, lblk, &r, &leaf, &span)) < 0)
+			goto done;
+		if (!leaf && op != OP_WRITE) { /* a hole already reads as zeros */
+			uint64_t stop = (lblk + span) << p->bshift;
+			pos = (stop > end || stop < pos) ? end : stop;
+			continue;
+		}
+		if (op == OP_WRITE) {
+			/* room for the path and this leaf's blocks, leaving the reserve */
+			uint64_t left = ((end - pos) >> p->bshift) + 1;
+			uint64_t need = r->depth + (left < p->fanout ? left : p->fanout);
+			if (sm_avail(p) < p->reserve + sm_commit_need(p) + need) {
+				rc = vms_error_set(VMS_ENOSPC,
+				                   "pool is full: %llu blocks free, %llu in reserve",
+				                   (unsigned long long)sm_avail(p),
+				                   (unsigned long long)p->reserve);
+				goto done;
+			}
+		}
+		/* unmapping frees space, so it may dip into the reserve */
+		if ((rc = tree_path_writable(p, r, lblk, 0, &leaf, op != OP_WRITE)) < 0)
+			goto done;
+		for (unsigned i = tree_index(p, lblk, 0); i < p->fanout && pos < end; i++) {
+			bo = pos & (p->bs - 1);
+			n = p->bs - bo < end - pos ? p->bs - bo : end - pos;
+			if (op == OP_WRITE) {
+				rc = write_block(p, r, leaf, i, bo, n, src + (pos - off), &w);
+			} else if (n == p->bs) {
+				unmap_block(p, r, leaf, i);
+			} else if (op == OP_ZERO) {
+				if (ent_blk(leaf, i))
+					rc = write_block(p, r, leaf, i, bo, n, zero_block, &w);
+			}
+			if (rc < 0)
+				goto done;
+			pos += n;
+		}
+	}
+done:
+	{
+		int frc = run_flush(p, &w);
+		if (rc == 0)
+			rc = frc;
+	}
+	return rc;
+}
+
+/* Commit when dirty metadata outgrows its bound (called without locks). */
+static int maybe_commit(vms_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	int need = p->cache.ndirty > p->cache.max_nodes / 2 + 16 ||
+	           p->smap.ndirty + p->vtab.ndirty > 4096 ||
+	           p->fresh_list.n > (1u << 20) ||
+	           p->reserve + sm_commit_need(p) > sm_avail(p) / 2;
+	pthread_mutex_unlock(&p->lock);
+	if (need)
+		(void)vms_pool_commit(p); /* a failure turns the pool read-only */
+	return 0;
+}
+
+static int io_modify(vms_pool *p, vms_vol_id id, int op, const void *buf, uint64_t len,
+                     uint64_t off, unsigned flags)
+{
+	int rc, busy = 0;
+	for (int attempt = 0;; attempt++) {
+		if ((rc = io_begin(p, id, 1, len, off)) == 0) {
+			rc = modify_range(p, id, op, buf, len, off);
+			busy = p->nbusy > 0;
+			pthread_mutex_unlock(&p->lock);
+		}
+		pthread_rwlock_unlock(&p->commit_lock);
+		if (rc != VMS_ENOSPC || !busy || attempt > 0)
+			break;
+		/* freed blocks wait for commits before reuse: commit twice, retry */
+		if (vms_pool_commit(p) < 0 || vms_pool_commit(p) < 0)
+			break;
+	}
+	if (rc < 0)
+		return rc;
+	if (flags & VMS_IO_FUA)
+		return vms_pool_commit(p);
+	return maybe_commit(p);
+}
+
+int vms_vol_write(vms_pool *p, vms_vol_id id, const void *buf, size_t len, uint64_t off,
+                  unsigned flags)
+{
+	return io_modify(p, id, OP_WRITE, buf, len, off, flags);
+}
+
+int vms_vol_trim(vms_pool *p, vms_vol_id id, uint64_t len, uint64_t off)
+{
+	return io_modify(p, id, OP_TRIM, NULL, len, off, 0);
+}
+
+int vms_vol_write_zeroes(vms_pool *p, vms_vol_id id, uint64_t len, uint64_t off, unsigned flags)
+{
+	return io_modify(p, id, OP_ZERO, NULL, len, off, flags);
+}
+
+int vms_vol_flush(vms_pool *p, vms_vol_id id)
+{
+	vrec *r;
+	pthread_mutex_lock(&p->lock);
+	int rc = vol_get(p, id, 0, &r);
+	pthread_mutex_unlock(&p->lock);
+	if (rc < 0)
+		return rc;
+	return vms_pool_commit(p);
+}
+
+/* ---- block status ----------------------------------------------------------- */
+
+typedef struct run {
+	uint64_t off, len;
+	int alloc;
+} run;
+
+int vms_vol_block_status(vms_pool *p, vms_vol_id id, uint64_t off, uint64_t len,
+                         vms_extent_cb cb, void *ctx)
+{
+	run runs[256], cur = {off, 0, -1};
+	vrec *r;
+	int rc, nr = 0;
+	uint64_t pos = off, end = off + len;
+	if ((rc = io_begin(p, id, 0, len, off)) < 0)
+		goto done;
+	while (pos < end) {
+		node *leaf;
+		uint64_t span, stop, lblk = pos >> p->bshift;
+		int alloc;
+		if ((rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span)) < 0)
+			break;
+		if (!leaf) {
+			stop = (lblk + span) << p->bshift;
+			alloc = 0;
+		} else {
+			alloc = ent_blk(leaf, tree_index(p, lblk, 0)) != 0;
+			stop = (lblk + 1) << p->bshift;
+		}
+		if (stop > end || stop < pos)
+			stop = end;
+		if (cur.alloc == alloc) {
+			cur.len += stop - pos;
+		} else {
+			if (cur.len)
+				runs[nr++] = cur;
+			cur = (run){pos, stop - pos, alloc};
+		}
+		pos = stop;
+		if (nr == 256) { /* call back without the lock */
+			pthread_mutex_unlock(&p->lock);
+			for (int k = 0; k < nr; k++)
+				if ((rc = cb(ctx, runs[k].off, runs[k].len, runs[k].alloc)) != 0)
+					goto done;
+			nr = 0;
+			pthread_mutex_lock(&p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc < 0)
+		goto done;
+	if (cur.len)
+		runs[nr++] = cur;
+	for (int k = 0; k < nr; k++)
+		if ((rc = cb(ctx, runs[k].off, runs[k].len, runs[k].alloc)) != 0)
+			goto done;
+done:
+	pthread_rwlock_unlock(&p->commit_lock);
+	return rc;
+}
+
+/* ---- volume operations --------------------------------------------------------- */
+
+int vms_vol_create(vms_vol_id *out, vms_pool *p, uint64_t size)
+{
+	vrec *r;
+	int rc;
+	if (size == 0 || size % VMS_SECTOR || size > VMS_MAX_VOLUME_SIZE)
+		return vms_error_set(VMS_EINVAL, "volume size %llu: must be a multiple of 512 in (0, 16 TiB]",
+		                     (unsigned long long)size);
+	pthread_rwlock_rdlock(&p->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	if (p->readonly) {
+		rc = vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
+		goto done;
+	}
+	if ((rc = vol_slot_new(p, &r)) < 0)
+		goto done;
+	r->kind = VMS_VOL_VOLUME;
+	r->size = size;
+	r->depth = (uint8_t)depth_for_size(p, size);
+	*out = r->id;
+done:
+	pthread_mutex_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->commit_lock);
+	return rc;
+}
+
+/* Point a new or existing record at src's tree (one more reference). */
+static void share_tree(vms_pool *p, vrec *dst, const vrec *src)
+{
+	dst->root = src->root;
+	dst->root_crc = src->root_crc;
+	dst->depth = src->depth;
+	dst->size = src->size;
+	dst->mapped = src->mapped;
+	dst->root_pending = 0;
+	if (src->root) {
+		sm_ref(p, src->root);
+		node *n = cache_find(p, src->root);
+		if (n && n->dirty)
+			dst->root_pending = 1;
+	}
+	vol_mark(p, dst);
+}
+
+int vms_vol_snapshot(vms_vol_id *out, vms_pool *p, const vms_vol_id *vols, size_t n)
+{
+	int rc = 0;
+	vrec *r, *s;
+	if (n == 0)
+		return vms_error_set(VMS_EINVAL, "no volume to snapshot");
+	pthread_rwlock_wrlock(&p->commit_lock); /* no I/O in flight: atomic at an I/O boundary */
+	pthread_mutex_lock(&p->lock);
+	if (p->readonly) {
+		rc = vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = vol_get(p, vols[i], 0, &r)) < 0)
+			goto done;
+		for (size_t j = 0; j < i; j++)
+			if (vols[j] == vols[i]) {
+				rc = vms_error_set(VMS_EINVAL, "volume %llu listed twice",
+				                   (unsigned long long)vols[i]);
+				goto done;
+			}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = vol_slot_new(p, &s)) < 0)
+			goto done; /* earlier snapshots stay: each is complete */
+		r = vol_find(p, vols[i]);
+		share_tree(p, s, r);
+		s->kind = VMS_VOL_SNAPSHOT;
+		s->origin = r->id;
+		s->written = r->written;
+		r->written = 0;
+		vol_mark(p, r);
+		out[i] = s->id;
+	}
+done:
+	pthread_mutex_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->commit_lock);
+	return rc;
+}
+
+int vms_vol_clone(vms_vol_id *out, vms_pool *p, vms_vol_id src)
+{
+	int rc;
+	vrec *r, *s;
+	pthread_rwlock_wrlock(&p->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	if (p->readonly) {
+		rc = vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
+		goto done;
+	}
+	if ((rc = vol_get(p, src, 0, &r)) < 0 || (rc = vol_slot_new(p, &s)) < 0)
+		goto done;
+	r = vol_find(p, src);
+	share_tree(p, s, r);
+	s->kind = VMS_VOL_VOLUME;
+	s->origin = src;
+	s->written = 0;
+	*out = s->id;
+done:
+	pthread_mutex_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->commit_lock);
+	return rc;
+}
+
+int vms_vol_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
+{
+	int rc;
+	vrec *r, *s, *h;
+	pthread_rwlock_wrlock(&p->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	if ((rc = vol_get(p, vol, 1, &r)) < 0 || (rc = vol_get(p, snap, 0, &s)) < 0)
+		goto done;
+	if (vol == snap) {
+		rc = vms_error_set(VMS_EINVAL, "cannot roll volume %llu back to itself",
+		                   (unsigned long long)vol);
+		goto done;
+	}
+	if ((rc = vol_slot_new(p, &h)) < 0)
+		goto done;
+	r = vol_find(p, vol);
+	s = vol_find(p, snap);
+	/* the old tree goes to a hidden record for the reaper */
+	h->kind = VMS_VOL_VOLUME;
+	h->flags = VREC_HIDDEN | VREC_DELETING;
+	h->root = r->root;
+	h->root_crc = r->root_crc;
+	h->root_pending = r->root_pending;
+	h->depth = r->depth;
+	h->size = r->size;
+	p->ndeleting++;
+	share_tree(p, r, s);
+	r->written = 0;
+	vol_mark(p, h);
+done:
+	pthread_mutex_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->commit_lock);
+	if (rc == 0)
+		pool_kick(p);
+	return rc;
+}
+
+int vms_vol_delete(vms_pool *p, vms_vol_id vol)
+{
+	int rc;
+	vrec *r;
+	pthread_rwlock_rdlock(&p->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	if ((rc = vol_get(p, vol, 0, &r)) == 0 && p->readonly)
+		rc = vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
+	if (rc == 0) {
+		r->flags |= VREC_DELETING;
+		p->ndeleting++;
+		vol_mark(p, r);
+	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->commit_lock);
+	if (rc == 0)
+		pool_kick(p);
+	return rc;
+}
+
+int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
+{
+	int rc;
+	vrec *r;
+	if (size == 0 || size % VMS_SECTOR || size > VMS_MAX_VOLUME_SIZE)
+		return vms_error_set(VMS_EINVAL, "volume size %llu: must be a multiple of 512 in (0, 16 TiB]",
+		                     (unsigned long long)size);
+	pthread_rwlock_wrlock(&p->commit_lock);
+	pthread_mutex_lock(&p->lock);
+	if ((rc = vol_get(p, vol, 1, &r)) < 0)
+		goto done;
+	if (size < r->size) {
+		uint64_t cut = (size + p->bs - 1) & ~(uint64_t)(p->bs - 1);
+		if (cut > size && cut <= r->size &&
+		    (rc = modify_range(p, vol, OP_ZERO, NULL, cut - size, size)) < 0)
+			goto done;
+		if (cut < r->size && (rc = modify_range(p, vol, OP_TRIM, NULL, r->size - cut, cut)) < 0)
+			goto done;
+		r = vol_find(p, vol);
+		r->size = size;
+		vol_mark(p, r);
+		goto done;
+	}
+	uint32_t want = depth_for_size(p, size);
+	while (r->depth < want) {
+		if (r->root) {
+			uint64_t nb;
+			node *n;
+			if ((rc = sm_alloc_meta(p, 0, &nb)) < 0)
+				goto done;
+			if (!(n = cache_new_dirty(p, nb, r->depth))) {
+				sm_unref_meta(p, nb);
+				rc = vms_error_set(VMS_ENOMEM, "out of memory");
+				goto done;
+			}
+			ent_set(n, 0, r->root, r->root_crc, r->root_pending ? BP_DIRTY : 0);
+			r->root = nb;
+			r->root_crc = 0;
+			r->root_pending = 1;
+		}
+		r->depth++;
+	}
+	r->size = size;
+	vol_mark(p, r);
+done:
+	pthread_mutex_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->commit_lock);
+	return rc;
+}
+
+int vms_vol_info_get(vms_vol_info *out, vms_pool *p, vms_vol_id vol)
+{
+	int rc = 0;
+	pthread_mutex_lock(&p->lock);
+	vrec *r = vol_find(p, vol);
+	if (!r || (r->flags & VREC_HIDDEN)) {
+		rc = vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)vol);
+	} else {
+		memset(out, 0, sizeof(*out));
+		out->id = r->id;
+		out->kind = (vms_vol_kind)r->kind;
+		out->size = r->size;
+		out->origin = r->origin;
+		out->create_txg = r->create_txg;
+		out->create_time = r->create_time;
+		out->referenced = r->mapped << p->bshift;
+		out->written = r->written << p->bshift;
+		out->deleting = !!(r->flags & VREC_DELETING);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+int64_t vms_vol_list(vms_vol_id *out, size_t cap, vms_pool *p)
+{
+	int64_t n = 0;
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nvidx; i++) {
+		const vrec *r = &p->recs[p->vidx[i].slot];
+		if (r->flags & (VREC_HIDDEN | VREC_DELETING))
+			continue;
+		if ((size_t)n < cap)
+			out[n] = r->id;
+		n++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
