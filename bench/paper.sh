@@ -148,7 +148,7 @@ RUNS=$OUT/runs.csv
 MGMT=$OUT/mgmt.csv
 CHECKS=$OUT/checks.csv
 RUNS_HDR="system,n,pass,runtime_s,iops,read_iops,write_iops,mbps,lat_mean_us,lat_p99_us,read_lat_mean_us,read_lat_p99_us,open_ms,server_rss_kb,alloc_bytes"
-MGMT_HDR="system,op,disk_bytes,n,ms"
+MGMT_HDR="system,op,series,disk_bytes,n,ms"
 CHECKS_HDR="system,check,n,result,detail"
 
 bench_log "seed $SEED (replay with --seed $SEED); results in $OUT; log $BENCH_LOG"
@@ -188,22 +188,31 @@ fio_pass() { # system n pass uri -> CSV fields, or fails
        --time_based --runtime="$RUNTIME" --ramp_time=1 --randrepeat=0 --randseed=$((SEED + n)) \
        --norandommap --unified_rw_reporting=both --lat_percentiles=1; then
     check_result "$sys" "fio-$pass" "$n" ok "no errors"
-    python3 "$BENCH_DIR/lib/fiojson.py" row "$json"
+    "$BENCH_PY" "$BENCH_DIR/lib/fiojson.py" row "$json"
   else
     check_result "$sys" "fio-$pass" "$n" FAIL "fio error, see $json"
     return 1
   fi
 }
 
+# Start serving the live disk on $SOCK (an adapter may choose another
+# socket: it sets SYS_SOCK).
+serve() { # fn
+  SYS_SOCK=$SOCK SYS_EXPORT=
+  "${1}_serve" "$SOCK"
+}
+
 # Serve, time the open, run both passes, record memory; then stop serving.
 measure() { # system fn n
   local sys=$1 fn=$2 n=$3 open rss db rd alloc uri
-  "${fn}_serve" "$SOCK" || { check_result "$sys" serve "$n" FAIL "server did not start"; return 1; }
-  if ! open=$(bench_probe_open "$SOCK" "$SYS_EXPORT" 2>>"$BENCH_LOG"); then
+  serve "$fn" || { check_result "$sys" serve "$n" FAIL "server did not start"; return 1; }
+  if bench_probe_open 2>>"$BENCH_LOG"; then
+    open=$OPEN_MS
+  else
     check_result "$sys" open "$n" FAIL "export did not open, see $BENCH_LOG"
     "${fn}_unserve"; return 1
   fi
-  uri=$(bench_nbd_uri "$SOCK" "$SYS_EXPORT")
+  uri=$(bench_nbd_uri "$SYS_SOCK" "$SYS_EXPORT")
   db=$(fio_pass "$sys" "$n" db "$uri") || { "${fn}_unserve"; return 1; }
   rd=$(fio_pass "$sys" "$n" read "$uri") || { "${fn}_unserve"; return 1; }
   rss=$(bench_server_rss_kb "$SYS_RSS_PID")
@@ -217,9 +226,9 @@ measure() { # system fn n
 # Serve and write: fill the whole disk (sequential) or rewrite a few percent.
 serve_and() { # fn what seed
   local fn=$1 uri json rc=0
-  "${fn}_serve" "$SOCK" || return 1
-  bench_probe_open "$SOCK" "$SYS_EXPORT" >/dev/null 2>>"$BENCH_LOG" || { "${fn}_unserve"; return 1; }
-  uri=$(bench_nbd_uri "$SOCK" "$SYS_EXPORT")
+  serve "$fn" || return 1
+  bench_probe_open 2>>"$BENCH_LOG" || { "${fn}_unserve"; return 1; }
+  uri=$(bench_nbd_uri "$SYS_SOCK" "$SYS_EXPORT")
   json=$WORK/write.json
   case $2 in
     fill) bench_fio "$json" "$uri" --rw=write --bs=1m --iodepth=8 --size="$CUR_SIZE" || rc=1 ;;
@@ -229,10 +238,13 @@ serve_and() { # fn what seed
   return $rc
 }
 
+# MGMT_SERIES says which sweep a timing belongs to: "n" (the snapshot-count
+# sweep on the main disk) or "size" (the disk-size sweep).
+MGMT_SERIES=n
 timed_op() { # system fn op disk_bytes n args... -> appends to mgmt.csv
   local sys=$1 fn=$2 op=$3 disk=$4 n=$5; shift 5
   bench_time_op "${fn}_${op%%-*}" "$@" || { check_result "$sys" "$op" "$n" FAIL "$op $* failed"; return 1; }
-  bench_csv_append "$MGMT" "$MGMT_HDR" "$sys,$op,$disk,$n,$TIMED_MS"
+  bench_csv_append "$MGMT" "$MGMT_HDR" "$sys,$op,$MGMT_SERIES,$disk,$n,$TIMED_MS"
 }
 
 # The verify pass: write with crc32c headers and read back, snapshot (so
@@ -242,13 +254,13 @@ verify_pass() { # system fn n
   local sys=$1 fn=$2 n=$3 uri vargs ok=1
   vargs=(--rw=randwrite --bs=2k --iodepth=16 --size="$SIZE_B" --io_size=$((SIZE_B / 32))
          --verify=crc32c --verify_fatal=1 --randrepeat=0 --randseed=$((SEED + 777)))
-  "${fn}_serve" "$SOCK" && bench_probe_open "$SOCK" "$SYS_EXPORT" >/dev/null 2>>"$BENCH_LOG" || ok=0
-  uri=$(bench_nbd_uri "$SOCK" "$SYS_EXPORT")
+  serve "$fn" && bench_probe_open 2>>"$BENCH_LOG" || ok=0
+  uri=$(bench_nbd_uri "$SYS_SOCK" "$SYS_EXPORT")
   [ $ok = 1 ] && { bench_fio "$RAW_OUT/$sys-verify-write.json" "$uri" "${vargs[@]}" --do_verify=1 || ok=0; }
   "${fn}_unserve"
   if [ $ok = 1 ] && [ "$n" -gt 0 ]; then "${fn}_snapshot" verify || ok=0; fi
   if [ $ok = 1 ]; then
-    "${fn}_serve" "$SOCK" && bench_probe_open "$SOCK" "$SYS_EXPORT" >/dev/null 2>>"$BENCH_LOG" || ok=0
+    serve "$fn" && bench_probe_open 2>>"$BENCH_LOG" || ok=0
     [ $ok = 1 ] && { bench_fio "$RAW_OUT/$sys-verify-reread.json" "$uri" "${vargs[@]}" --verify_only=1 || ok=0; }
     "${fn}_unserve"
   fi
@@ -337,12 +349,13 @@ mgmt_sweep() { # system
 }
 
 for s in $SYSTEMS; do run_system "$s"; done
+MGMT_SERIES=size
 for s in $SYSTEMS; do mgmt_sweep "$s"; done
 echo "loadavg_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 
 if [ "$PLOT" = 1 ] && [ -s "$RUNS" ]; then
   if command -v gnuplot >/dev/null; then
-    python3 "$BENCH_DIR/lib/report.py" --out "$OUT" --plot-dir "$OUT/img" \
+    "$BENCH_PY" "$BENCH_DIR/lib/report.py" --out "$OUT" --plot-dir "$OUT/img" \
       --gp "$BENCH_DIR/plot" >>"$BENCH_LOG" 2>&1 || check_result all plot - FAIL "figures failed, see $BENCH_LOG"
   else
     check_result all plot - FAIL "gnuplot not installed (apt-get install gnuplot-nox)"

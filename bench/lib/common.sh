@@ -43,9 +43,10 @@ bench_wait_gone() {
   ! kill -0 "$1" 2>/dev/null
 }
 
-bench_now_ns() { date +%s%N; }
+# Wall-clock nanoseconds (microsecond resolution) without forking date(1).
+bench_now_ns() { local t=${EPOCHREALTIME/[.,]/}; echo "${t}000"; }
 # Milliseconds (3 decimals) since a bench_now_ns stamp.
-bench_ms_since() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; }
+bench_ms_since() { awk -v a="$1" -v b="$(bench_now_ns)" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; }
 
 # bench_time_op CMD...: run CMD in this shell (adapters keep state in shell
 # variables, so no subshell), output to $BENCH_LOG; elapsed ms in TIMED_MS.
@@ -59,20 +60,56 @@ bench_time_op() {
   return "$rc"
 }
 
+# The Python interpreter the helpers run under: the system one when present
+# (a pyenv shim adds a second or more of start-up per call on a busy machine).
+if [ -z "${BENCH_PY:-}" ]; then
+  if [ -x /usr/bin/python3 ]; then BENCH_PY=/usr/bin/python3; else BENCH_PY=python3; fi
+fi
+
 # Start a server command in the background (its output goes to the log),
 # record its pid in SERVER_PID and the launch time in SERVER_T0.
+#
+# The export open time is measured by nbdprobe.py, which is started (and
+# waited for, through a FIFO) before the server, so that its own start-up is
+# not counted: it then connects as soon as the socket accepts, negotiates
+# NBD_OPT_GO for $SYS_EXPORT and reads the first block; bench_probe_open
+# collects the result.  A stale socket file at $SYS_SOCK (nbdkit leaves its
+# socket behind when killed) is removed first, else the server could not
+# bind it.
 bench_server_start() {
+  local fifo=$WORK/probe.fifo
+  SYS_SOCK=${SYS_SOCK:-$SOCK}
+  rm -f "$SYS_SOCK" "$fifo" "$WORK/probe.pid" "$WORK/probe.out"
+  mkfifo "$fifo" || return 1
+  "$BENCH_PY" "$BENCH_DIR/lib/nbdprobe.py" --socket "$SYS_SOCK" --export "${SYS_EXPORT:-}" \
+    --ready-fifo "$fifo" --pid-file "$WORK/probe.pid" --timeout 300 \
+    >"$WORK/probe.out" 2>>"$BENCH_LOG" &
+  PROBE_PID=$!
+  bench_track_pid "$PROBE_PID"
+  if ! read -r -t 60 _ <>"$fifo"; then
+    bench_log "the open-time probe did not start"
+    return 1
+  fi
   SERVER_T0=$(bench_now_ns)
   "$@" >>"$BENCH_LOG" 2>&1 &
   SERVER_PID=$!
   bench_track_pid "$SERVER_PID"
+  echo "$SERVER_PID" >"$WORK/probe.pid.new" && mv "$WORK/probe.pid.new" "$WORK/probe.pid"
 }
 
-# Connect to the export, negotiate and read its first block; print the
-# milliseconds since the server was launched (the "open time").
-bench_probe_open() { # socket export
-  python3 "$BENCH_DIR/lib/nbdprobe.py" --socket "$1" --export "${2:-}" \
-    --since-ns "$SERVER_T0" --timeout 300
+# Wait for the probe started with the server; set OPEN_MS to the export
+# open time: milliseconds from the server's launch to the first block read
+# back.  (Not a command substitution: the probe is this shell's child.)
+bench_probe_open() {
+  local end rc
+  OPEN_MS=
+  wait "$PROBE_PID"
+  rc=$?
+  bench_untrack_pid "$PROBE_PID"
+  [ "$rc" -eq 0 ] || return 1
+  end=$(cat "$WORK/probe.out") || return 1
+  [[ $end =~ ^[0-9]+$ ]] || { bench_log "probe printed '$end'"; return 1; }
+  OPEN_MS=$(awk -v a="$SERVER_T0" -v b="$end" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
 }
 
 # Peak resident set of the server so far, in KiB (VmHWM).
@@ -87,6 +124,7 @@ bench_server_stop() {
   wait "$SERVER_PID" 2>/dev/null
   bench_untrack_pid "$SERVER_PID"
   SERVER_PID=
+  [ -z "${SYS_SOCK:-}" ] || rm -f "$SYS_SOCK"
 }
 
 # Wait until a Unix socket exists (servers that create it late).
@@ -109,7 +147,7 @@ bench_fio() {
     bench_log "fio failed: $* (see $out and $BENCH_LOG)"
     return 1
   fi
-  python3 "$BENCH_DIR/lib/fiojson.py" check "$out" || return 1
+  "$BENCH_PY" "$BENCH_DIR/lib/fiojson.py" check "$out" || return 1
 }
 
 # Rewrite about PCT percent of the disk at random, in EXTENT-sized aligned

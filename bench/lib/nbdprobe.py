@@ -97,17 +97,45 @@ def read_first_block(sock, size, length):
     sock.sendall(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, NBD_CMD_DISC, handle + 1, 0, 0))
 
 
+def alive(pid):
+    """True while PID exists and is not a zombie (a dead child of the shell
+    that started the server stays a zombie until waited for)."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
+
+
+def read_pid(path):
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--socket", required=True)
     ap.add_argument("--export", default="")
     ap.add_argument("--since-ns", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server")
+    ap.add_argument("--pid", type=int, default=0, help="give up as soon as this server process is gone")
+    ap.add_argument("--pid-file", help="file that will hold the server's pid (read once it appears)")
+    ap.add_argument("--ready-fifo", help="write a line to this FIFO once started; then print the end "
+                    "time (CLOCK_REALTIME ns) instead of the elapsed milliseconds")
     ap.add_argument("--read", type=int, default=2048, help="bytes of the first read")
     ap.add_argument("--print-size", action="store_true")
     args = ap.parse_args()
+    if args.ready_fifo:
+        with open(args.ready_fifo, "w", encoding="ascii") as f:
+            f.write("ready\n")
     start = args.since_ns or time.time_ns()
     deadline = time.monotonic() + args.timeout
+    pid = args.pid
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -115,10 +143,16 @@ def main():
             break
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
+            if pid <= 0 and args.pid_file:
+                pid = read_pid(args.pid_file)
+            if pid > 0 and not alive(pid):
+                print("nbdprobe: server process %d exited before %s accepted a connection" % (pid, args.socket),
+                      file=sys.stderr)
+                return 1
             if time.monotonic() > deadline:
                 print("nbdprobe: no server on %s after %.0f s" % (args.socket, args.timeout), file=sys.stderr)
                 return 1
-            time.sleep(0.002)
+            time.sleep(0.0005)
     try:
         sock.settimeout(max(1.0, deadline - time.monotonic()))
         size = negotiate(sock, args.export)
@@ -128,11 +162,13 @@ def main():
         return 1
     finally:
         sock.close()
-    elapsed_ms = (time.time_ns() - start) / 1e6
+    end = time.time_ns()
     if args.print_size:
         print(size)
+    elif args.ready_fifo:
+        print(end)
     else:
-        print("%.3f" % elapsed_ms)
+        print("%.3f" % ((end - start) / 1e6))
     return 0
 
 
