@@ -237,26 +237,28 @@ static int put_value_line(vms_prom *p, const char *value)
 	return puts_(p, "\n");
 }
 
-int vms_prom_sample_u64(vms_prom *p, const vms_prom_label *labels, size_t nlabels, uint64_t value)
+/* One sample line of the current plain family with an already formatted value. */
+static int sample_text(vms_prom *p, const vms_prom_label *labels, size_t nlabels, const char *num)
 {
-	char num[32];
 	int rc;
 	if ((rc = check_sample(p, labels, nlabels, 0)) < 0 ||
 	    (rc = put_series(p, "", labels, nlabels, NULL, NULL)) < 0)
 		return rc;
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
 	return put_value_line(p, num);
+}
+
+int vms_prom_sample_u64(vms_prom *p, const vms_prom_label *labels, size_t nlabels, uint64_t value)
+{
+	char num[32];
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
+	return sample_text(p, labels, nlabels, num);
 }
 
 int vms_prom_sample_double(vms_prom *p, const vms_prom_label *labels, size_t nlabels, double value)
 {
 	char num[40];
-	int rc;
-	if ((rc = check_sample(p, labels, nlabels, 0)) < 0 ||
-	    (rc = put_series(p, "", labels, nlabels, NULL, NULL)) < 0)
-		return rc;
 	format_double(num, sizeof(num), value);
-	return put_value_line(p, num);
+	return sample_text(p, labels, nlabels, num);
 }
 
 int vms_prom_histogram(vms_prom *p, const vms_prom_label *labels, size_t nlabels,
