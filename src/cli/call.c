@@ -39,6 +39,8 @@ static int transport_open(cli_ctx *ctx)
 
 	if (ctx->transport_ready)
 		return 0;
+	if (ctx->no_daemon && ctx->need_daemon)
+		return cli_usage(ctx, "only vmsnapd can answer this; drop --no-daemon");
 	if (!ctx->no_daemon) {
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 		int n = snprintf(path, sizeof path, "%s/control.sock", ctx->home);
@@ -55,6 +57,8 @@ static int transport_open(cli_ctx *ctx)
 		}
 		int e = errno;
 		close(fd);
+		if (ctx->need_daemon)
+			return cli_fail(ctx, "IO", "no vmsnapd answers on %s: %s", path, strerror(e));
 		if (e != ENOENT && e != ECONNREFUSED)
 			return cli_fail(ctx, e == EACCES ? "PERM" : "IO", "cannot reach vmsnapd at %s: %s", path,
 			                strerror(e));

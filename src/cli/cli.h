@@ -74,6 +74,7 @@ typedef struct cli_ctx {
 	int scripted;      /* -H: no header, tab-separated */
 	int parsable;      /* -p: exact bytes, epoch seconds */
 	int no_daemon;     /* --no-daemon: always in process */
+	int need_daemon;   /* daemon.* ops: only vmsnapd can answer */
 	int dry_run;       /* -n/--dry-run */
 	const char *columns;             /* -o col,col */
 	int nsort;

@@ -217,6 +217,45 @@ static int cmd_export_list(cli_ctx *ctx, const cli_args *a)
 	return rc ? rc : cli_simple(ctx, "export.list", NULL, render_exports);
 }
 
+/* ---- daemon status|stop ---------------------------------------------------------------- */
+
+static const cli_column daemon_columns[] = {
+	{"pid", "PID", CLI_COL_INT, "pid", NULL, 1},
+	{"uptime", "UPTIME", CLI_COL_INT, "uptime", NULL, 1},
+	{"home", "HOME", CLI_COL_STR, "home", NULL, 1},
+	{"nbd", "NBD", CLI_COL_STR, "sockets.nbd", NULL, 1},
+	{"control", "CONTROL", CLI_COL_STR, "sockets.control", NULL, 1},
+	{"tcp", "TCP", CLI_COL_STR, "sockets.tcp", NULL, 1},
+	{"clients", "CLIENTS", CLI_COL_INT, "clients", NULL, 1},
+	{"connections", "CONNECTIONS", CLI_COL_INT, "connections", NULL, 1},
+	{"exports", "EXPORTS", CLI_COL_INT, "exports", NULL, 1},
+	{0},
+};
+
+static int render_daemon_status(cli_ctx *ctx, const vms_json *r)
+{
+	return cli_record(ctx, daemon_columns, r);
+}
+
+static int render_daemon_stop(cli_ctx *ctx, const vms_json *r)
+{
+	printf("vmsnapd is stopping\n");
+	return 0;
+}
+
+static int cmd_daemon_status(cli_ctx *ctx, const cli_args *a)
+{
+	int rc = cli_columns_check(ctx, daemon_columns);
+	ctx->need_daemon = 1;
+	return rc ? rc : cli_simple(ctx, "daemon.status", NULL, render_daemon_status);
+}
+
+static int cmd_daemon_stop(cli_ctx *ctx, const cli_args *a)
+{
+	ctx->need_daemon = 1;
+	return cli_simple(ctx, "daemon.stop", NULL, render_daemon_stop);
+}
+
 /* ---- version ----------------------------------------------------------------------------- */
 
 static int cmd_version(cli_ctx *ctx, const cli_args *a)
@@ -250,6 +289,9 @@ const cli_command cli_misc_commands[] = {
 	{"stats", NULL, "[--sr SR | --vm VM | --snapshot VM@SNAPSHOT]",
 	 "Space: per SR, or referenced/unique/written per disk and snapshot", 0, 0, stats_opts,
 	 "examples:\n  vmsnap stats\n  vmsnap stats --vm vm1 -S unique\n", cmd_stats},
+	{"daemon", "status", "", "Show vmsnapd's sockets, clients and exports (exit 1 when no daemon answers)", 0,
+	 0, NULL, NULL, cmd_daemon_status},
+	{"daemon", "stop", "", "Ask vmsnapd to stop (drain, flush, commit, exit)", 0, 0, NULL, NULL, cmd_daemon_stop},
 	{"version", NULL, "", "Print the version", 0, 0, NULL, NULL, cmd_version},
 	{0},
 };
