@@ -458,7 +458,7 @@ TEST(random_against_reference)
 	vms_prune_snap *s = calloc(MAX, sizeof(*s));
 	int *ref = calloc(MAX, sizeof(*ref));
 	REQUIRE(s && ref);
-	for (int round = 0; round < 3000; round++) {
+	for (int round = 0; round < 2500; round++) {
 		size_t n = random_snaps(s, round < 2000 ? 40 : MAX);
 		vms_policy p = random_policy();
 		vms_prune_decision *d = NULL;
@@ -502,7 +502,7 @@ TEST(random_properties)
 	int *keep = calloc(MAX, sizeof(int)), *alone = calloc(MAX, sizeof(int)),
 	    *again = calloc(MAX, sizeof(int));
 	REQUIRE(s && k && keep && alone && again);
-	for (int round = 0; round < 2000; round++) {
+	for (int round = 0; round < 1200; round++) {
 		size_t n = random_snaps(s, MAX);
 		vms_policy p = random_policy();
 		int fail = 0;
