@@ -240,16 +240,17 @@ typedef struct vms_report_input {
 } vms_report_input;
 
 /* Build the report (docs/policy.md lists the members):
- *   {"vm","vm_uuid","now","now_iso","snapshot_count","held_count","manual_count",
- *    "oldest","newest","age_seconds":{"min","max","median"},
+ *   {"vm","vm_uuid","now_time","now_time_iso","snapshot_count","held_count","manual_count",
+ *    "oldest","newest" ({"uuid","name","time","time_iso","age_seconds"} or null),
+ *    "age_seconds":{"min","max","median"} | null,
  *    "space":{"referenced","unique","written"},                 (sums; null if unknown)
  *    "growth":{"referenced_bytes_per_day","written_bytes_per_day","samples"},
  *    "chain_depth":{"max","chained_snapshots"},
  *    "policy": <canonical spec> | null,
  *    "prune":{"keep","remove","unique_bytes_freed"} | null,
- *    "snapshots":[{"uuid","name","id","time","time_iso","age_seconds","referenced",
+ *    "snapshots":[{"uuid","name","time","time_iso","age_seconds","id","referenced",
  *                  "unique","written","chain_depth","held","manual",
- *                  "prune":"keep"|"remove","reasons":[...]}]}     (oldest first)
+ *                  "prune":"keep"|"remove"|null,"reasons":[...]|null}]}  (oldest first)
  * Growth rates are least-squares slopes over time (null with fewer than two
  * distinct times).  *out owned by the caller. */
 int vms_report_vm(vms_json **out, const vms_report_input *in);
