@@ -286,6 +286,41 @@ EOF
   rm -f "$H/control.sock"
 fi
 
+# ---- through vmsnapd: the control socket, and BUSY for a disk open for writing ---------
+if command -v vmsnapd >/dev/null 2>&1 && command -v qemu-io >/dev/null 2>&1; then
+  vmsnapd --home "$H" --foreground --log-level warn 2>"$T/vmsnapd.log" &
+  dpid=$!
+  on_exit "kill $dpid"
+  if wait_for_socket "$H/control.sock" 10 && wait_for_socket "$H/nbd.sock" 10; then
+    has "daemon status" "^pid +$dpid$" V daemon status
+    out_is "vm list through the daemon" "vm1" V vm list -H -o name
+    S4=$(jqv .result.name V snapshot create vm1 viad)
+    has "export list through the daemon" "^vm1/root@$S4$" V export list -H -o name
+    # A client holds vm1/root open for writing while its stdin (a fifo) is open.
+    mkfifo "$T/qin"
+    qemu-io -f raw "nbd+unix:///vm1/root?socket=$H/nbd.sock" <"$T/qin" >/dev/null 2>&1 &
+    qpid=$!
+    on_exit "kill $qpid"
+    exec 9>"$T/qin"
+    for _ in $(seq 100); do
+      [ "$(V daemon status -H -o clients 2>/dev/null)" = "$(printf 'clients\t1')" ] && break
+      sleep 0.1
+    done
+    refused "rollback of a disk open for writing: BUSY, names --force" 5 "root.*--force" V vm rollback vm1 "$S4"
+    refused "snapshot rollback: BUSY too" 5 "--force" V snapshot rollback "vm1@$S4" -n
+    has "rollback --force goes ahead" "^rolled back VM vm1 to snapshot $S4" V vm rollback vm1 "$S4" --force
+    exec 9>&-
+    wait "$qpid" 2>/dev/null
+    has "snapshot delete through the daemon" "^deleted snapshot $S4" V snapshot delete "vm1@$S4"
+    has "daemon stop" "stopping" V daemon stop
+    for _ in $(seq 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+    refused "daemon status without a daemon" 1 "no vmsnapd answers" V daemon status
+    out_is "in process again after the daemon stopped" "vm1" V vm list -H -o name
+  else
+    t_begin "vmsnapd starts"; t_fail "$(cat "$T/vmsnapd.log")"
+  fi
+fi
+
 # ---- tear down -------------------------------------------------------------------------
 refused "sr destroy: holds a VM" 4 "vm1" V sr destroy sr1
 refused "vm delete: has snapshots" 4 "--recursive" V vm delete vm1
