@@ -342,9 +342,10 @@ static int rl_sr_create(const char *location, uint64_t size, const char *options
 			return vms_error_set_errno(errno, "open %s", location);
 		while ((e = readdir(d)))
 			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				rc = vms_error_set(VMS_EEXISTS, "cannot create reflink SR in %s: the directory "
+				                   "is not empty (%s)", location, e->d_name);
 				closedir(d);
-				return vms_error_set(VMS_EEXISTS, "cannot create reflink SR in %s: the directory "
-				                     "is not empty (%s)", location, e->d_name);
+				return rc;
 			}
 		closedir(d);
 	} else if (errno == ENOENT) {
