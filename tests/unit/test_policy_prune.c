@@ -51,7 +51,8 @@ static int expect_set(const vms_policy *p, const char *const *times, int want_ke
 	size_t n = 0;
 	int ok = 1;
 
-	for (; times[n]; n++)
+	memset(s, 0, sizeof(s));
+	for (; times[n] && n < 64; n++)
 		s[n] = (vms_prune_snap){.time = T(times[n]), .id = n + 1};
 	if (vms_prune_compute(&d, p, s, n) < 0) {
 		fprintf(stderr, "  prune failed: %s\n", vms_error_last());
