@@ -16,7 +16,6 @@
  * blocks per step; it may use the reserve.  Cost: proportional to the
  * blocks freed plus the shared boundary, never to the volume's size.
  */
-#include <errno.h>
 #include <time.h>
 
 #include "engine/engine_private.h"
@@ -116,11 +115,18 @@ int reaper_step(vms_pool *p, uint64_t *freed)
 	}
 }
 
-static void sleep_ns(uint64_t ns)
+/* Wait ns nanoseconds, or less when kicked (close, rate change). */
+static void rate_wait(vms_pool *p, uint64_t ns)
 {
-	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ns += (uint64_t)ts.tv_nsec;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	pthread_mutex_lock(&p->bg_lock);
+	if (!p->stopping)
+		pthread_cond_timedwait(&p->bg_cond, &p->bg_lock, &ts);
+	pthread_mutex_unlock(&p->bg_lock);
 }
 
 void *reaper_main(void *arg)
@@ -167,7 +173,7 @@ void *reaper_main(void *arg)
 			(void)vms_pool_commit(p);
 		}
 		if (rate && freed)
-			sleep_ns(freed * 1000000000ull / rate);
+			rate_wait(p, freed * 1000000000ull / rate);
 	}
 	return NULL;
 }

@@ -596,6 +596,14 @@ static int modify_range(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, 
 				goto done;
 			pos += n;
 		}
+		if (pos < end) {
+			/* Let readers in between leaves: snapshots take commit_lock
+			 * exclusively, so they still see whole requests. */
+			if ((rc = run_flush(p, &w)) < 0)
+				goto done;
+			pthread_mutex_unlock(&p->lock);
+			pthread_mutex_lock(&p->lock);
+		}
 	}
 done:
 	{
