@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sqlite3.h>
 
 #include "vmsnap/catalog.h"
@@ -385,6 +386,22 @@ int vms_catalog_integrity(char **out, vms_catalog *cat)
 	return ok ? 0 : VMS_ECORRUPT;
 }
 
+/* Several statements as one: a savepoint works inside and outside a
+ * caller's transaction, so a failed insert leaves no half-made object. */
+static int savepoint(vms_catalog *cat)
+{
+	return exec(cat, "SAVEPOINT vms_insert");
+}
+
+static int savepoint_end(vms_catalog *cat, int rc)
+{
+	if (rc < 0) {
+		sqlite3_exec(cat->db, "ROLLBACK TO vms_insert; RELEASE vms_insert", NULL, NULL, NULL);
+		return rc;
+	}
+	return exec(cat, "RELEASE vms_insert");
+}
+
 /* ---- SR ---------------------------------------------------------------- */
 
 #define SR_COLS "uuid, name, type, location, options, size, state, created"
@@ -533,7 +550,7 @@ int vms_cat_sr_set_state(vms_catalog *cat, const char *uuid, int state)
 	return set_int_col(cat, "UPDATE sr SET state = ?1 WHERE uuid = ?2", state, uuid, "sr state");
 }
 
-int vms_cat_sr_delete(vms_catalog *cat, const char *uuid)
+static int sr_delete_steps(vms_catalog *cat, const char *uuid)
 {
 	int rc;
 	sqlite3_stmt *st;
@@ -543,6 +560,14 @@ int vms_cat_sr_delete(vms_catalog *cat, const char *uuid)
 	if ((rc = run(cat, st, "delete sr policy")) < 0)
 		return rc;
 	return delete_by_uuid(cat, "DELETE FROM sr WHERE uuid = ?1", uuid, "delete sr");
+}
+
+int vms_cat_sr_delete(vms_catalog *cat, const char *uuid)
+{
+	int rc;
+	if ((rc = savepoint(cat)) < 0)
+		return rc;
+	return savepoint_end(cat, sr_delete_steps(cat, uuid));
 }
 
 /* ---- VM ---------------------------------------------------------------- */
@@ -699,7 +724,7 @@ int vms_cat_vm_clone_count(int64_t *out, vms_catalog *cat, const char *vm_uuid, 
 	                   include_deleted);
 }
 
-int vms_cat_vm_delete(vms_catalog *cat, const char *uuid)
+static int vm_delete_steps(vms_catalog *cat, const char *uuid)
 {
 	int rc;
 	sqlite3_stmt *st;
@@ -709,6 +734,14 @@ int vms_cat_vm_delete(vms_catalog *cat, const char *uuid)
 	if ((rc = run(cat, st, "delete vm policy")) < 0)
 		return rc;
 	return delete_by_uuid(cat, "DELETE FROM vm WHERE uuid = ?1", uuid, "delete vm");
+}
+
+int vms_cat_vm_delete(vms_catalog *cat, const char *uuid)
+{
+	int rc;
+	if ((rc = savepoint(cat)) < 0)
+		return rc;
+	return savepoint_end(cat, vm_delete_steps(cat, uuid));
 }
 
 /* ---- VDI and VBD ------------------------------------------------------- */
@@ -750,7 +783,7 @@ void vms_cat_vdi_list_free(vms_cat_vdi *v, size_t n)
 	free(v);
 }
 
-int vms_cat_vdi_insert(vms_catalog *cat, const vms_cat_vdi *vdi)
+static int vdi_insert(vms_catalog *cat, const vms_cat_vdi *vdi)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -779,6 +812,14 @@ int vms_cat_vdi_insert(vms_catalog *cat, const vms_cat_vdi *vdi)
 	if (rc == VMS_EEXISTS)
 		vms_error_set(rc, "device position %u of the VM is taken", vdi->device);
 	return rc;
+}
+
+int vms_cat_vdi_insert(vms_catalog *cat, const vms_cat_vdi *vdi)
+{
+	int rc;
+	if ((rc = savepoint(cat)) < 0)
+		return rc;
+	return savepoint_end(cat, vdi_insert(cat, vdi));
 }
 
 static int vdi_get1(vms_cat_vdi *out, vms_catalog *cat, sqlite3_stmt *st, const char *key)
@@ -867,7 +908,7 @@ int vms_cat_vdi_set_size(vms_catalog *cat, const char *uuid, uint64_t size)
 	return run_one(cat, st, "vdi size", uuid);
 }
 
-int vms_cat_vdi_set_deleted(vms_catalog *cat, const char *uuid)
+static int vdi_set_deleted_steps(vms_catalog *cat, const char *uuid)
 {
 	int rc;
 	sqlite3_stmt *st;
@@ -879,7 +920,15 @@ int vms_cat_vdi_set_deleted(vms_catalog *cat, const char *uuid)
 	return set_int_col(cat, "UPDATE vdi SET is_deleted = ?1 WHERE uuid = ?2", 1, uuid, "vdi deleted");
 }
 
-int vms_cat_vdi_delete(vms_catalog *cat, const char *uuid)
+int vms_cat_vdi_set_deleted(vms_catalog *cat, const char *uuid)
+{
+	int rc;
+	if ((rc = savepoint(cat)) < 0)
+		return rc;
+	return savepoint_end(cat, vdi_set_deleted_steps(cat, uuid));
+}
+
+static int vdi_delete_steps(vms_catalog *cat, const char *uuid)
 {
 	int rc;
 	sqlite3_stmt *st;
@@ -889,6 +938,14 @@ int vms_cat_vdi_delete(vms_catalog *cat, const char *uuid)
 	if ((rc = run(cat, st, "delete vbd")) < 0)
 		return rc;
 	return delete_by_uuid(cat, "DELETE FROM vdi WHERE uuid = ?1", uuid, "delete vdi");
+}
+
+int vms_cat_vdi_delete(vms_catalog *cat, const char *uuid)
+{
+	int rc;
+	if ((rc = savepoint(cat)) < 0)
+		return rc;
+	return savepoint_end(cat, vdi_delete_steps(cat, uuid));
 }
 
 int64_t vms_cat_vdi_snapshot_refs(vms_catalog *cat, const char *uuid)
@@ -945,7 +1002,7 @@ void vms_cat_snapdisk_list_free(vms_cat_snapdisk *v, size_t n)
 	free(v);
 }
 
-int vms_cat_snapshot_insert(vms_catalog *cat, const vms_cat_snapshot *s, const vms_cat_snapdisk *disks,
+static int snapshot_insert(vms_catalog *cat, const vms_cat_snapshot *s, const vms_cat_snapdisk *disks,
                             size_t n)
 {
 	sqlite3_stmt *st;
@@ -964,10 +1021,14 @@ int vms_cat_snapshot_insert(vms_catalog *cat, const vms_cat_snapshot *s, const v
 	bind_text(st, 9, s->hold);
 	rc = run(cat, st, "insert snapshot");
 	if (rc == VMS_EEXISTS) {
-		char full[VMS_FULLNAME_MAX + 1] = "";
-		vms_snapshot_fullname(full, sizeof(full), s->name, s->time);
-		return vms_error_set(rc, "the VM already has a snapshot named %s (one snapshot per "
-		                     "name and second)", full);
+		/* the full name, formatted here: the catalog does not link naming */
+		char tag[32] = "?";
+		struct tm tm;
+		time_t t = (time_t)s->time;
+		if (gmtime_r(&t, &tm))
+			strftime(tag, sizeof(tag), "%Y%m%dT%H:%M:%S", &tm);
+		return vms_error_set(rc, "the VM already has a snapshot named %s_%s (one snapshot per "
+		                     "name and second)", s->name, tag);
 	}
 	if (rc < 0)
 		return rc;
@@ -989,6 +1050,15 @@ int vms_cat_snapshot_insert(vms_catalog *cat, const vms_cat_snapshot *s, const v
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int vms_cat_snapshot_insert(vms_catalog *cat, const vms_cat_snapshot *s, const vms_cat_snapdisk *disks,
+                            size_t n)
+{
+	int rc;
+	if ((rc = savepoint(cat)) < 0)
+		return rc;
+	return savepoint_end(cat, snapshot_insert(cat, s, disks, n));
 }
 
 static int snap_get1(vms_cat_snapshot *out, vms_catalog *cat, sqlite3_stmt *st, const char *key)
