@@ -439,16 +439,29 @@ int main(int argc, char **argv)
 		free(dup[1]);
 	}
 
-	step("ref_space");
-	for (int i = 0; i < 2; i++) {
-		vms_ref_space rs;
-		CHECK_OK(be->ref_space(&rs, sr, s1[i].ref), "ref_space of %s", s1[i].ref);
+	step("ref_space: the sums over a snapshot's disks are known and sane");
+	{
+		uint64_t data = 0, ref_sum = 0, uniq_sum = 0;
+		int ref_known = 1, uniq_known = 1;
+		for (int i = 0; i < 2; i++) {
+			vms_ref_space rs;
+			for (uint64_t b = 0; b < s1[i].size; b++)
+				data += s1[i].data[b] != 0;
+			CHECK_OK(be->ref_space(&rs, sr, s1[i].ref), "ref_space of %s", s1[i].ref);
+			CHECK(rs.unique == UINT64_MAX || rs.referenced == UINT64_MAX || rs.unique <= rs.referenced,
+			      "unique %" PRIu64 " <= referenced %" PRIu64, rs.unique, rs.referenced);
+			if (rs.referenced == UINT64_MAX) ref_known = 0; else ref_sum += rs.referenced;
+			if (rs.unique == UINT64_MAX) uniq_known = 0; else uniq_sum += rs.unique;
+			CHECK_OK(be->ref_space(&rs, sr, d[i].ref), "ref_space of %s", d[i].ref);
+		}
 		if (be->caps & VMS_CAP_UNIQUE_BYTES)
-			CHECK(rs.unique != UINT64_MAX, "unique bytes known for %s", s1[i].ref);
-		CHECK(rs.referenced == UINT64_MAX || rs.referenced > 0, "a snapshot with data references bytes");
-		CHECK(rs.unique == UINT64_MAX || rs.referenced == UINT64_MAX || rs.unique <= rs.referenced,
-		      "unique %" PRIu64 " <= referenced %" PRIu64, rs.unique, rs.referenced);
-		CHECK_OK(be->ref_space(&rs, sr, d[i].ref), "ref_space of %s", d[i].ref);
+			CHECK(uniq_known, "unique bytes of snapshot s1 are known");
+		CHECK(ref_known, "referenced bytes of snapshot s1 are known");
+		CHECK(!ref_known || ref_sum >= data, "s1 references %" PRIu64 " bytes, at least its %" PRIu64
+		      " non-zero bytes", ref_sum, data);
+		CHECK(!uniq_known || uniq_sum <= ref_sum, "unique %" PRIu64 " <= referenced %" PRIu64, uniq_sum, ref_sum);
+		fprintf(stderr, "   s1: %" PRIu64 " data bytes, referenced %" PRIu64 ", unique %" PRIu64 "\n", data,
+		        ref_sum, uniq_sum);
 	}
 
 	step("rollback to s1 (not the latest): s2 and s3 are kept");

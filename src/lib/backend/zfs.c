@@ -63,6 +63,7 @@
 #define ZFS_NAME_MAX 256
 #define SR_PROP "vmsnap:sr"
 #define VIEW_SEP ".view."
+#define CHARGED_PROP "vmsnap:charged"   /* the disk a VM snapshot's space is reported on */
 
 typedef struct zfs_sr {
 	char name[ZFS_NAME_MAX];    /* dataset of the SR */
@@ -834,14 +835,21 @@ static int zfs_snapshot_create(char **out_refs, vms_sr_handle *h, const char *vm
 		if (rc < 0)
 			return rc;
 	}
+	char charged[VMS_KEY_MAX + sizeof(CHARGED_PROP) + 1] = CHARGED_PROP "=-";
+	const char *first = NULL;
 	for (size_t i = 0; i < n; i++) {
 		vms_raw_ref r;
 		vms_raw__ref(&r, refs[i], 0);
 		if ((rc = vms_raw__make_ref(&out_refs[i], vm_key, snap_key, r.disk)) < 0)
 			goto done;
+		const char *k = strchr(out_refs[i], '/') + 1;
+		if (!first || strcmp(k, first) < 0)
+			first = k;
 	}
+	if (first)
+		snprintf(charged, sizeof(charged), CHARGED_PROP "=%s", first);
 	{
-		const char *argv[] = {"zfs", "snapshot", snapds, NULL};
+		const char *argv[] = {"zfs", "snapshot", "-o", charged, snapds, NULL};
 		rc = zrun(NULL, argv);
 	}
 done:
@@ -1143,42 +1151,78 @@ static uint64_t zwritten(const char *ds)
 }
 
 /*
- * ZFS accounts space per dataset, i.e. per VM (snapshot).  A snapshot ref
- * gets the figures of its VM snapshot (unique = the snapshot's `used`).  A
- * disk ref gets the VM dataset's figures when the VM holds that one disk
- * only (unique = usedbydataset), else unknown.
+ * ZFS accounts space per dataset, i.e. per VM and per VM snapshot, not per
+ * disk file (and zfs-fuse reports st_blocks = 1 for every file).  So the
+ * figures of a VM snapshot (referenced, unique = the snapshot's `used`,
+ * written) are reported on one of its disks, the one with the smallest
+ * key (recorded in the snapshot's vmsnap:charged property when it was
+ * taken), and 0 on the others: the per-snapshot sums the control module
+ * makes are exact.  Likewise a live disk: the VM dataset's figures
+ * (unique = usedbydataset) go to the disk with the smallest key present.
  */
+static int charge(vms_ref_space *out, const char *ds, int snapshot)
+{
+	int rc;
+
+	if ((rc = zget_u64(&out->referenced, ds, "referenced")) < 0 ||
+	    (rc = zget_u64(&out->unique, ds, snapshot ? "used" : "usedbydataset")) < 0)
+		return rc;
+	out->written = zwritten(ds);
+	return 0;
+}
+
+/* Smallest "<key>.raw" in a directory into key ("" when none). */
+static int first_disk(char key[VMS_KEY_MAX], const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	key[0] = '\0';
+	if (!d)
+		return vms_error_set_errno(errno, "open directory %s", dir);
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+		char k[VMS_KEY_MAX];
+		if (l <= 4 || l - 4 >= VMS_KEY_MAX || strcmp(e->d_name + l - 4, ".raw") != 0)
+			continue;
+		memcpy(k, e->d_name, l - 4);
+		k[l - 4] = '\0';
+		if (!key[0] || strcmp(k, key) < 0)
+			memcpy(key, k, l - 3);
+	}
+	closedir(d);
+	return 0;
+}
+
 static int zfs_ref_space(vms_ref_space *out, vms_sr_handle *h, const char *ref)
 {
 	zfs_sr *sr = ZSR(h);
-	char ds[ZFS_NAME_MAX], *mnt = NULL;
+	char ds[ZFS_NAME_MAX], key[VMS_KEY_MAX], *mnt = NULL;
 	vms_raw_ref r;
-	long files;
 	int rc;
 
 	out->referenced = out->unique = out->written = UINT64_MAX;
 	if ((rc = vms_raw__ref(&r, ref, -1)) < 0 || (rc = ds_name(ds, sr, r.vm, r.snap)) < 0)
 		return rc;
 	if (r.snap[0]) {
-		if ((rc = zget_u64(&out->referenced, ds, "referenced")) < 0 ||
-		    (rc = zget_u64(&out->unique, ds, "used")) < 0)
+		if ((rc = zget(key, sizeof(key), ds, CHARGED_PROP)) < 0)
 			return rc;
-		out->written = zwritten(ds);
+		if (strcmp(key, "-") == 0)       /* not taken by vmsnap: unknown */
+			return 0;
+	} else {
+		if ((rc = child_mnt(&mnt, sr, r.vm)) < 0)
+			return rc;
+		rc = first_disk(key, mnt);
+		free(mnt);
+		if (rc < 0)
+			return rc;
+	}
+	if (strcmp(key, r.disk) != 0) {      /* charged to another disk */
+		out->referenced = out->unique = 0;
+		out->written = zwritten(ds) == UINT64_MAX ? UINT64_MAX : 0;
 		return 0;
 	}
-	if ((rc = child_mnt(&mnt, sr, r.vm)) < 0)
-		return rc;
-	files = dir_entries(mnt);
-	free(mnt);
-	if (files < 0)
-		return VMS_EIO;
-	if (files != 1)
-		return 0;
-	if ((rc = zget_u64(&out->referenced, ds, "referenced")) < 0 ||
-	    (rc = zget_u64(&out->unique, ds, "usedbydataset")) < 0)
-		return rc;
-	out->written = zwritten(ds);
-	return 0;
+	return charge(out, ds, r.snap[0] != 0);
 }
 
 /* ---- I/O ------------------------------------------------------------------- */
