@@ -95,6 +95,7 @@ typedef struct cli_command {
 	const cli_opt *opts;     /* command options, {0}-terminated; may be NULL */
 	const char *details;     /* more help text (examples), may be NULL */
 	int (*run)(cli_ctx *ctx, const cli_args *a);
+	const struct cli_column *columns;   /* listed in the help (-o), may be NULL */
 } cli_command;
 
 /* Command tables of the groups, {0}-terminated. */
@@ -108,6 +109,8 @@ extern const cli_command cli_misc_commands[];
 #define CLI_OPT_DRY_RUN {"dry-run", 'n', NULL, "change nothing; print what would go and the bytes it would free"}
 #define CLI_OPT_FORCE {"force", 'f', NULL, "go ahead although a client has a disk open for writing"}
 #define CLI_OPT_ALL {"all", 'a', NULL, "include deleted objects (kept for their clones)"}
+/* --force and --dry-run, the options of most destructive verbs. */
+extern const cli_opt cli_opts_force_dry_run[];
 
 /* ---- messages ----------------------------------------------------------- */
 

@@ -32,6 +32,12 @@ static const cli_opt common_opts[] = {
 	{0},
 };
 
+const cli_opt cli_opts_force_dry_run[] = {
+	CLI_OPT_FORCE,
+	CLI_OPT_DRY_RUN,
+	{0},
+};
+
 typedef struct cli_group {
 	const char *name;
 	const char *alias;
@@ -322,6 +328,12 @@ static void help_command(FILE *f, const cli_command *c)
 	if (c->opts && c->opts->name) {
 		fprintf(f, "\noptions:\n");
 		print_opts(f, c->opts);
+	}
+	if (c->columns) {
+		fprintf(f, "\ncolumns for -o, -s, -S (* = shown by default):\n ");
+		for (const cli_column *col = c->columns; col->name; col++)
+			fprintf(f, " %s%s", col->name, col->dflt ? "*" : "");
+		fprintf(f, "\n");
 	}
 	if (c->details)
 		fprintf(f, "\n%s", c->details);

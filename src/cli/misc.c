@@ -282,16 +282,17 @@ static const cli_opt stats_opts[] = {
 
 const cli_command cli_misc_commands[] = {
 	{"export", "list", "", "List the NBD exports vmsnapd serves: VM/DISK and VM/DISK@SNAPSHOT", 0, 0, NULL,
-	 "columns: name size readonly description\n", cmd_export_list},
+	 NULL, cmd_export_list, export_columns},
 	{"check", NULL, "[--sr SR] [--data] [--repair]",
 	 "Verify the catalog and the SRs, and that they agree (exit 1 when problems are found)", 0, 0, check_opts,
-	 NULL, cmd_check},
+	 NULL, cmd_check, NULL},
 	{"stats", NULL, "[--sr SR | --vm VM | --snapshot VM@SNAPSHOT]",
 	 "Space: per SR, or referenced/unique/written per disk and snapshot", 0, 0, stats_opts,
-	 "examples:\n  vmsnap stats\n  vmsnap stats --vm vm1 -S unique\n", cmd_stats},
+	 "examples:\n  vmsnap stats\n  vmsnap stats --vm vm1 -S unique\n", cmd_stats, NULL},
 	{"daemon", "status", "", "Show vmsnapd's sockets, clients and exports (exit 1 when no daemon answers)", 0,
-	 0, NULL, NULL, cmd_daemon_status},
-	{"daemon", "stop", "", "Ask vmsnapd to stop (drain, flush, commit, exit)", 0, 0, NULL, NULL, cmd_daemon_stop},
-	{"version", NULL, "", "Print the version", 0, 0, NULL, NULL, cmd_version},
+	 0, NULL, NULL, cmd_daemon_status, NULL},
+	{"daemon", "stop", "", "Ask vmsnapd to stop (drain, flush, commit, exit)", 0, 0, NULL, NULL, cmd_daemon_stop,
+	 NULL},
+	{"version", NULL, "", "Print the version", 0, 0, NULL, NULL, cmd_version, NULL},
 	{0},
 };

@@ -265,35 +265,30 @@ static const cli_opt delete_opts[] = {
 	CLI_OPT_DRY_RUN,
 	{0},
 };
-static const cli_opt rollback_opts[] = {
-	CLI_OPT_FORCE,
-	CLI_OPT_DRY_RUN,
-	{0},
-};
 
 const cli_command cli_snapshot_commands[] = {
 	{"snapshot", "create", "VM NAME", "Snapshot every disk of a VM at once, named NAME_YYYYMMDDTHH:MM:SS (UTC)",
-	 2, 2, NULL, "example:\n  vmsnap snapshot create vm1 nightly\n", snapshot_create},
+	 2, 2, NULL, "example:\n  vmsnap snapshot create vm1 nightly\n", snapshot_create, NULL},
 	{"snapshot", "list", "[VM] [--name NAME] [--since TIME] [--until TIME] [--limit N] [--all] [--tree]",
 	 "List snapshots, oldest first (every VM's when no VM is given)", 0, 1, list_opts,
-	 "columns: name time disks clones uuid snapshot user_name vm seq state deleted vm_uuid\n"
 	 "examples:\n"
 	 "  vmsnap snapshot list vm1 --since 2026-11-01 --until 2026-11-23\n"
 	 "  vmsnap snapshot list vm1 --name nightly --limit 7 -H -o name\n",
-	 snapshot_list},
+	 snapshot_list, cli_snapshot_columns},
 	{"snapshot", "show", "VM@SNAPSHOT|UUID", "Show a snapshot with its disks and clones", 1, 1, NULL,
 	 "examples:\n  vmsnap snapshot show vm1@nightly_20261123T10:00:00\n  vmsnap snapshot show vm1@latest\n",
-	 snapshot_show},
+	 snapshot_show, cli_snapshot_columns},
 	{"snapshot", "find", "VM@SELECTOR", "Resolve a selector to one snapshot and its rank (0 = oldest)", 1, 1,
 	 NULL,
 	 "selectors: full name, user name, latest, latest~N, before:TIME, after:TIME, UUID\n"
 	 "examples:\n  vmsnap snapshot find vm1@before:2026-11-23T10:00\n  vmsnap snapshot find vm1@latest~2\n",
-	 snapshot_find},
+	 snapshot_find, find_columns},
 	{"snapshot", "delete", "VM@SNAPSHOT|UUID [--defer] [--force] [-n]",
 	 "Delete a snapshot (refused while clones depend on it, unless --defer)", 1, 1, delete_opts,
-	 "example:\n  vmsnap snapshot delete vm1@nightly --defer\n", snapshot_delete},
+	 "example:\n  vmsnap snapshot delete vm1@nightly --defer\n", snapshot_delete, NULL},
 	{"snapshot", "rollback", "VM@SNAPSHOT|UUID [--force] [-n]",
-	 "Restore every disk of the snapshot's VM to it, keeping newer snapshots", 1, 1, rollback_opts, NULL,
-	 snapshot_rollback},
+	 "Restore every disk of the snapshot's VM to it, keeping newer snapshots", 1, 1,
+	 cli_opts_force_dry_run, NULL,
+	 snapshot_rollback, NULL},
 	{0},
 };

@@ -143,11 +143,11 @@ const cli_command cli_sr_commands[] = {
 	 "examples:\n"
 	 "  vmsnap sr create sr1 --type native --size 10G /var/lib/vmsnap/sr1\n"
 	 "  vmsnap sr create fast --size 100G -O block_size=16384 -O checksums=off /srv/fast\n",
-	 sr_create},
+	 sr_create, NULL},
 	{"sr", "list", "", "List SRs with their space", 0, 0, NULL,
-	 "columns: name type size used free vms state location uuid created options caps\n", sr_list},
-	{"sr", "show", "SR", "Show one SR (name or UUID)", 1, 1, NULL, NULL, sr_show},
+	 NULL, sr_list, sr_columns},
+	{"sr", "show", "SR", "Show one SR (name or UUID)", 1, 1, NULL, NULL, sr_show, sr_columns},
 	{"sr", "destroy", "SR [-n]", "Destroy an empty SR (refused while it holds VMs, deleted ones included)",
-	 1, 1, destroy_opts, NULL, sr_destroy},
+	 1, 1, destroy_opts, NULL, sr_destroy, NULL},
 	{0},
 };

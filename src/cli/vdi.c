@@ -135,11 +135,6 @@ static const cli_opt list_opts[] = {
 	CLI_OPT_ALL,
 	{0},
 };
-static const cli_opt delete_opts[] = {
-	CLI_OPT_FORCE,
-	CLI_OPT_DRY_RUN,
-	{0},
-};
 static const cli_opt resize_opts[] = {
 	{"size", 0, "SIZE", "new size (or give it as the second argument)"},
 	{"force", 'f', NULL, "allow shrinking (data past the new end is lost), or resize a disk in use"},
@@ -148,14 +143,15 @@ static const cli_opt resize_opts[] = {
 
 const cli_command cli_vdi_commands[] = {
 	{"vdi", "create", "VM/DISK SIZE [--device N]", "Add a disk to a VM", 1, 2, create_opts,
-	 "example:\n  vmsnap vdi create vm1/scratch 4G\n", vdi_create},
+	 "example:\n  vmsnap vdi create vm1/scratch 4G\n", vdi_create, NULL},
 	{"vdi", "list", "[VM] [--sr SR] [--all]", "List disks", 0, 1, list_opts,
-	 "columns: name device size sr created vm disk uuid state deleted ref vm_uuid\n", vdi_list},
-	{"vdi", "show", "VM/DISK|UUID", "Show one disk", 1, 1, NULL, NULL, vdi_show},
+	 NULL, vdi_list, cli_vdi_columns},
+	{"vdi", "show", "VM/DISK|UUID", "Show one disk", 1, 1, NULL, NULL, vdi_show, cli_vdi_columns},
 	{"vdi", "delete", "VM/DISK|UUID [--force] [-n]",
-	 "Delete a disk (space held by snapshots stays with them until they go)", 1, 1, delete_opts, NULL,
-	 vdi_delete},
+	 "Delete a disk (space held by snapshots stays with them until they go)", 1, 1,
+	 cli_opts_force_dry_run, NULL,
+	 vdi_delete, NULL},
 	{"vdi", "resize", "VM/DISK|UUID SIZE [--force]", "Grow a disk (shrinking needs --force)", 1, 2,
-	 resize_opts, "example:\n  vmsnap vdi resize vm1/data 200G\n", vdi_resize},
+	 resize_opts, "example:\n  vmsnap vdi resize vm1/data 200G\n", vdi_resize, NULL},
 	{0},
 };

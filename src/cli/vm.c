@@ -260,30 +260,27 @@ static const cli_opt delete_opts[] = {
 	CLI_OPT_DRY_RUN,
 	{0},
 };
-static const cli_opt rollback_opts[] = {
-	CLI_OPT_FORCE,
-	CLI_OPT_DRY_RUN,
-	{0},
-};
 
 const cli_command cli_vm_commands[] = {
 	{"vm", "create", "NAME --sr SR [--disk NAME:SIZE]...", "Create a VM, with its disks", 1, 1, create_opts,
-	 "example:\n  vmsnap vm create vm1 --sr sr1 --disk root:20G --disk data:100G\n", vm_create},
+	 "example:\n  vmsnap vm create vm1 --sr sr1 --disk root:20G --disk data:100G\n", vm_create, NULL},
 	{"vm", "list", "[--sr SR] [--all] [--tree]", "List VMs", 0, 0, list_opts,
-	 "columns: name sr disks size snapshots clones parent created uuid state deleted sr_uuid\n", vm_list},
-	{"vm", "show", "VM [--all]", "Show a VM with its disks and snapshots", 1, 1, show_opts, NULL, vm_show},
+	 NULL, vm_list, cli_vm_columns},
+	{"vm", "show", "VM [--all]", "Show a VM with its disks and snapshots", 1, 1, show_opts, NULL, vm_show,
+	 cli_vm_columns},
 	{"vm", "delete", "VM [--recursive] [--defer] [--force] [-n]",
 	 "Delete a VM and its disks (refused while it has snapshots, unless --recursive; refused while clones "
 	 "depend on its snapshots, unless --defer)",
 	 1, 1, delete_opts,
-	 "examples:\n  vmsnap vm delete vm2\n  vmsnap vm delete vm1 --recursive --defer -n\n", vm_delete},
+	 "examples:\n  vmsnap vm delete vm2\n  vmsnap vm delete vm1 --recursive --defer -n\n", vm_delete, NULL},
 	{"vm", "clone", "VM@SNAPSHOT NAME", "Create VM NAME from a snapshot (every disk, sharing blocks)", 2, 2, NULL,
-	 "examples:\n  vmsnap vm clone vm1@nightly vm2\n  vmsnap vm clone vm1@latest~1 test\n", vm_clone},
+	 "examples:\n  vmsnap vm clone vm1@nightly vm2\n  vmsnap vm clone vm1@latest~1 test\n", vm_clone, NULL},
 	{"vm", "rollback", "VM SNAPSHOT | VM@SNAPSHOT [--force] [-n]",
-	 "Restore every disk of the VM to a snapshot, any snapshot, keeping the newer ones", 1, 2, rollback_opts,
+	 "Restore every disk of the VM to a snapshot, any snapshot, keeping the newer ones", 1, 2,
+	 cli_opts_force_dry_run,
 	 "examples:\n  vmsnap vm rollback vm1 nightly_20261123T10:00:00\n  vmsnap vm rollback vm1@latest~2\n",
-	 vm_rollback},
+	 vm_rollback, NULL},
 	{"vm", "tree", "[VM] [--all]", "Show VMs, their snapshots and the clones made from them", 0, 1, show_opts,
-	 NULL, vm_tree},
+	 NULL, vm_tree, NULL},
 	{0},
 };
