@@ -75,6 +75,9 @@ struct conn {
 
 	pthread_mutex_t rlock;
 	pthread_mutex_t wlock;
+	/* under rlock: bytes received but not yet consumed (transmission) */
+	uint8_t *rbuf;
+	size_t rpos, rlen;
 	atomic_int dead;
 	atomic_ullong requests;
 };
@@ -730,6 +733,39 @@ static int ensure_buf(uint8_t **buf, size_t *cap, size_t need)
 	return 0;
 }
 
+#define RBUF_SIZE (64u << 10)
+
+/* Read exactly len bytes of the request stream (rlock held).  Requests
+ * arrive pipelined (fio, qemu and libnbd keep many in flight), so one
+ * recv() fills the buffer with several of them; large payloads bypass it. */
+static int conn_read(struct conn *c, void *dst, size_t len)
+{
+	uint8_t *p = dst;
+	size_t have = c->rlen - c->rpos;
+	if (have) {
+		size_t n = have < len ? have : len;
+		memcpy(p, c->rbuf + c->rpos, n);
+		c->rpos += n;
+		p += n;
+		len -= n;
+	}
+	if (!len)
+		return 0;
+	c->rpos = c->rlen = 0;
+	if (!c->rbuf || len >= RBUF_SIZE / 2)
+		return read_full(c->fd, p, len);
+	while (c->rlen < len) {
+		ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, 0);
+		if (n > 0)
+			c->rlen += (size_t)n;
+		else if (n == 0 || errno != EINTR)
+			return -1;
+	}
+	memcpy(p, c->rbuf, len);
+	c->rpos = len;
+	return 0;
+}
+
 static void *worker(void *arg)
 {
 	struct conn *c = arg;
@@ -743,7 +779,7 @@ static void *worker(void *arg)
 		const char *why;
 
 		pthread_mutex_lock(&c->rlock);
-		if (atomic_load(&c->dead) || read_full(c->fd, h, sizeof h) < 0) {
+		if (atomic_load(&c->dead) || conn_read(c, h, sizeof h) < 0) {
 			atomic_store(&c->dead, 1);
 			pthread_mutex_unlock(&c->rlock);
 			break;
@@ -769,7 +805,7 @@ static void *worker(void *arg)
 			pthread_mutex_unlock(&c->rlock);
 			break;
 		}
-		if (r.type == NBD_CMD_WRITE && r.length && read_full(c->fd, buf, r.length) < 0) {
+		if (r.type == NBD_CMD_WRITE && r.length && conn_read(c, buf, r.length) < 0) {
 			/* The client vanished mid-payload: nothing is written. */
 			vmsd_info("client %s: connection lost in the middle of a write", c->peer);
 			atomic_store(&c->dead, 1);
@@ -804,6 +840,7 @@ static void transmission(struct conn *c)
 
 	atomic_store(&c->phase, 1);
 	set_rcvtimeo(c->fd, 0);
+	c->rbuf = malloc(RBUF_SIZE); /* NULL: unbuffered reads, still correct */
 	vmsd_info("client %s: serving export %s (%s, %llu bytes%s%s)", c->peer, c->export_name,
 	          c->info->readonly ? "read-only" : "read-write", (unsigned long long)c->x.size,
 	          c->x.structured ? ", structured replies" : "", c->x.meta_base ? ", base:allocation" : "");
@@ -820,6 +857,8 @@ static void transmission(struct conn *c)
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(t[i], NULL);
 	free(t);
+	free(c->rbuf);
+	c->rbuf = NULL;
 }
 
 /* ---- connections ----------------------------------------------------- */
