@@ -223,6 +223,33 @@ static const char *hint_for(const cli_ctx *ctx, const char *code, const vms_json
 	return NULL;
 }
 
+/* The control module names the arguments that override a refusal as JSON
+ * ("pass force", "pass defer"); say it with the command's flags instead
+ * ("use --force") when the command has that option. */
+static void translate(char *out, size_t cap, const char *msg, const cli_ctx *ctx)
+{
+	size_t n = 0;
+	while (*msg && n + 1 < cap) {
+		if (!strncmp(msg, "pass ", 5) && ctx->cmd) {
+			const char *w = msg + 5;
+			size_t len = strspn(w, "abcdefghijklmnopqrstuvwxyz_");
+			for (const cli_opt *o = ctx->cmd->opts; o && o->name && len; o++) {
+				size_t i = 0;
+				while (i < len && o->name[i] && (o->name[i] == w[i] || (o->name[i] == '-' && w[i] == '_')))
+					i++;
+				if (i == len && !o->name[i]) {
+					n += (size_t)snprintf(out + n, cap - n, "use --%s", o->name);
+					msg = w + len;
+					goto next;
+				}
+			}
+		}
+		out[n++] = *msg++;
+	next:;
+	}
+	out[n < cap ? n : cap - 1] = '\0';
+}
+
 /* One line: what went wrong, the objects in the way, what to do about it. */
 static int print_error(cli_ctx *ctx, const vms_json *err, const char *text)
 {
@@ -233,10 +260,12 @@ static int print_error(cli_ctx *ctx, const vms_json *err, const char *text)
 	char line[4096];
 	size_t n, core;
 
+	char said[2048];
+
 	if (!code)
 		code = "IO";
-	if (!msg)
-		msg = code;
+	translate(said, sizeof said, msg ? msg : code, ctx);
+	msg = said;
 	advice = strstr(msg, "; ");
 	core = advice ? (size_t)(advice - msg) : strlen(msg);
 	n = (size_t)snprintf(line, sizeof line, "%.*s", (int)core, msg);
