@@ -18,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vmsnap/backend.h"
 #include "vmsnap/error.h"
+#include "vmsnap/pool.h"
+#include "vmsnap/run.h"
 #include "vmsnap/uuid.h"
 
 #define MiB (1024u * 1024u)
@@ -320,6 +323,75 @@ static void bad_refs(void)
 	}
 }
 
+static void touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL, "create %s", path);
+	if (f)
+		fclose(f);
+}
+
+static int zcmd(const char *const *argv, char *out, size_t n)
+{
+	vms_run_result r;
+	int rc = vms_run(&r, argv, 60000);
+	if (rc == 0 && r.exit_status != 0)
+		rc = -1;
+	if (out)
+		snprintf(out, n, "%.*s", (int)strcspn(r.out ? r.out : "", "\n"), r.out ? r.out : "");
+	vms_run_result_free(&r);
+	return rc;
+}
+
+/*
+ * The leftovers of an interrupted operation, made by hand in the backend's
+ * layout (docs/backends.md): check must report them (CORRUPT) and check with
+ * repair must remove them.
+ */
+static void leftovers(const char *type, const char *loc, const char *vm, const char *snap, const char *disk)
+{
+	char p[4096], ds[512], mnt[4096];
+	char *report = NULL;
+	int rc;
+
+	if (strcmp(type, "reflink") == 0) {
+		snprintf(p, sizeof(p), "%s/%s/disks/%s.raw.tmp", loc, vm, disk);
+		touch(p);
+		snprintf(p, sizeof(p), "%s/%s/snapshots/%s.tmp", loc, vm, snap);
+		CHECK(mkdir(p, 0700) == 0, "mkdir %s", p);
+		snprintf(p, sizeof(p), "%s/%s/snapshots/%s.tmp/%s.raw", loc, vm, snap, disk);
+		touch(p);
+	} else if (strcmp(type, "zfs") == 0) {
+		snprintf(ds, sizeof(ds), "%s/%s", loc, vm);
+		const char *get[] = {"zfs", "get", "-H", "-p", "-o", "value", "mountpoint", ds, NULL};
+		CHECK(zcmd(get, mnt, sizeof(mnt)) == 0, "zfs get mountpoint %s", ds);
+		snprintf(p, sizeof(p), "%s/%s.raw.tmp", mnt, disk);
+		touch(p);
+		char snapds[600], view[600];
+		snprintf(snapds, sizeof(snapds), "%s@%s", ds, snap);
+		snprintf(view, sizeof(view), "%s.view.%s", ds, snap);
+		const char *clone[] = {"zfs", "clone", snapds, view, NULL};
+		CHECK(zcmd(clone, NULL, 0) == 0, "zfs clone %s %s (a view left by a crash)", snapds, view);
+	} else {
+		return;
+	}
+	rc = be->check(sr, 0, &report);
+	CHECK(rc == VMS_ECORRUPT && report && strstr(report, "\"ok\":false"),
+	      "check reports the leftovers: %s", report ? report : "(no report)");
+	CHECK(report && strstr(report, ".tmp"), "the report names the temporary file: %s", report ? report : "");
+	if (strcmp(type, "zfs") == 0)
+		CHECK(report && strstr(report, "view"), "the report names the stale view: %s", report ? report : "");
+	free(report);
+	report = NULL;
+	rc = be->check(sr, VMS_CHECK_REPAIR, &report);
+	CHECK(rc == 0, "check with repair removes them: %s", report ? report : "(no report)");
+	free(report);
+	report = NULL;
+	rc = be->check(sr, 0, &report);
+	CHECK(rc == 0, "check is clean again: %s", report ? report : "(no report)");
+	free(report);
+}
+
 int main(int argc, char **argv)
 {
 	const char *type, *loc, *seed_env = getenv("VMS_SEED");
@@ -597,6 +669,9 @@ int main(int argc, char **argv)
 	}
 	free(report);
 	report = NULL;
+
+	step("check finds what a crash leaves behind, repair removes it");
+	leftovers(type, loc, vm, s1k, d[0].key);
 
 	step("SR destroy is refused while it holds disks");
 	CHECK(be->sr_destroy(loc) < 0, "sr_destroy of a non-empty SR is refused");
