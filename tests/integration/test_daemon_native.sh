@@ -1,0 +1,162 @@
+#!/bin/bash
+# vmsnapd with a catalog: a native SR and a VM made through the control
+# socket, its disks served over NBD, snapshots taken live during a fio run
+# and checked block by block, snapshot exports, rollback refused while a
+# client has the disk open for writing (BUSY) unless forced, and data kept
+# across a SIGTERM and a restart.
+. "$(dirname "$0")/lib.sh" "$@"
+need nbdinfo qemu-io fio python3
+
+VMSNAPD=$BUILD/vmsnapd
+[ -x "$VMSNAPD" ] || { echo "FAIL: $VMSNAPD not built"; echo "0 passed, 1 failed"; exit 1; }
+
+HOME_DIR=$T/home
+SOCK=$HOME_DIR/nbd.sock
+CTL=$HOME_DIR/control.sock
+LOG=$T/vmsnapd.log
+CHECK=$TOP/tests/integration/nbd_snapcheck.py
+uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
+
+ctl() {
+  python3 - "$CTL" "$1" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(120)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+buf = b""
+while not buf.endswith(b"\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+sys.stdout.write(buf.decode())
+EOF
+}
+json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+ok_result() { [ "$(json_get "$1" '"result" in j' 2>/dev/null)" = True ]; }
+
+start_daemon() {
+  "$VMSNAPD" --foreground --home "$HOME_DIR" --log-file "$LOG" --log-level debug &
+  DPID=$!
+  on_exit "kill $DPID 2>/dev/null"
+  wait_for_socket "$SOCK" 10 && wait_for_socket "$CTL" 10
+}
+
+t_begin "daemon starts with an empty catalog"
+if start_daemon; then t_ok; else t_fail "$(tail -3 "$LOG")"; t_end; fi
+
+t_begin "native SR and a VM with two disks, through the control socket"
+o1=$(ctl "{\"op\":\"sr.create\",\"args\":{\"name\":\"sr1\",\"type\":\"native\",\"location\":\"$T/sr\",\"size\":\"1G\"}}")
+o2=$(ctl '{"op":"vm.create","args":{"name":"vm1","sr":"sr1","disks":[{"name":"root","size":"64M"},{"name":"data","size":"32M"}]}}')
+ok_result "$o1" && ok_result "$o2" && t_ok || t_fail "$o1 $o2"
+
+t_begin "nbdinfo --list shows both disks"
+names=$(nbdinfo --list --json "$(uri '')" 2>&1 | python3 -c 'import json,sys; print(" ".join(sorted(e["export-name"] for e in json.load(sys.stdin)["exports"])))' 2>&1)
+[ "$names" = "vm1/data vm1/root" ] && t_ok || t_fail "$names"
+
+check "qemu-io writes patterns on both disks" \
+  sh -c "qemu-io -f raw -c 'write -P 0xa1 0 4M' '$(uri vm1/root)' && qemu-io -f raw -c 'write -P 0xd1 0 4M' '$(uri vm1/data)'"
+
+t_begin "snapshot s1 of the idle VM"
+out=$(ctl '{"op":"snapshot.create","args":{"vm":"vm1","name":"s1"}}')
+ok_result "$out" && t_ok || t_fail "$out"
+
+t_begin "snapshot export is read-only and holds the pattern"
+ro=$(nbdinfo --json "$(uri vm1/root@s1)" 2>&1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["exports"][0]["is_read_only"])' 2>&1)
+[ "$ro" = True ] && qemu-io -r -f raw -c 'read -P 0xa1 0 4M' "$(uri vm1/root@s1)" >/dev/null 2>&1 && t_ok || t_fail "ro=$ro"
+
+t_begin "writes to the live disk do not reach the snapshot"
+qemu-io -f raw -c 'write -P 0xa2 0 1M' "$(uri vm1/root)" >/dev/null 2>&1 &&
+  qemu-io -r -f raw -c 'read -P 0xa1 0 4M' "$(uri vm1/root@s1)" >/dev/null 2>&1 &&
+  qemu-io -r -f raw -c 'read -P 0xa2 0 1M' -c 'read -P 0xa1 1M 3M' "$(uri vm1/root)" >/dev/null 2>&1 && t_ok || t_fail
+
+# Live snapshot: fio (verify=crc32c) loads the root disk at 8..40 MiB while
+# nbd_snapcheck.py writes numbered blocks at 48 MiB one after the other.
+t_begin "live snapshot during a fio run is atomic at an I/O boundary"
+fio --name=live --ioengine=nbd --uri="$(uri vm1/root)" --rw=randwrite --bs=4k --offset=8M --size=32M \
+  --iodepth=16 --time_based --runtime=8 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+  --output="$T/fio-live.txt" >/dev/null 2>&1 &
+FIO=$!
+python3 "$CHECK" write "$SOCK" vm1/root $((48 << 20)) 3000 "$T/writes.log" 1 &
+WR=$!
+# Snapshot once the writer is well under way (python starts slowly on a
+# loaded machine), so that the check sees writes on both sides of it.
+for _ in $(seq 300); do [ "$(wc -l <"$T/writes.log" 2>/dev/null || echo 0)" -ge 400 ] && break; sleep 0.1; done
+t0=$(date +%s.%N)
+snap=$(ctl '{"op":"snapshot.create","args":{"vm":"vm1","name":"live"}}')
+t1=$(date +%s.%N)
+wait "$WR"; wr=$?
+wait "$FIO"; fr=$?
+if ok_result "$snap" && [ "$wr" = 0 ] && [ "$fr" = 0 ]; then
+  full=$(json_get "$snap" 'j["result"]["name"]')
+  if out=$(python3 "$CHECK" verify "$SOCK" "vm1/root@$full" $((48 << 20)) 3000 "$T/writes.log" "$t0" "$t1" 2>&1); then
+    t_ok; echo "    $out" >&2
+  else t_fail "$out"; fi
+else
+  t_fail "snapshot: $snap; writer $wr; fio $fr: $(grep -i -m2 'err\|verify' "$T/fio-live.txt")"
+fi
+
+t_begin "the live snapshot also covers the untouched regions"
+python3 "$CHECK" expect "$SOCK" "vm1/root@live" $((1 << 20)) $((3 << 20)) 0xa1 >/dev/null 2>&1 &&
+  python3 "$CHECK" expect "$SOCK" "vm1/data@live" 0 $((4 << 20)) 0xd1 >/dev/null 2>&1 && t_ok || t_fail
+
+t_begin "daemon.status lists the open exports and clients"
+python3 "$CHECK" hold "$SOCK" vm1/root 30 >"$T/hold.out" 2>&1 &
+HOLD=$!
+on_exit "kill $HOLD 2>/dev/null"
+for _ in $(seq 50); do grep -q connected "$T/hold.out" 2>/dev/null && break; sleep 0.1; done
+st=$(ctl '{"op":"daemon.status"}')
+got=$(json_get "$st" '"%d %s" % (j["result"]["clients"], [e["writers"] for e in j["result"]["exports"] if e["name"] == "vm1/root"])' 2>&1)
+[ "$got" = "1 [1]" ] && t_ok || t_fail "$got: $st"
+
+t_begin "rollback while a client has the disk open for writing: BUSY"
+out=$(ctl '{"op":"vm.rollback","args":{"vm":"vm1","snapshot":"s1"}}')
+[ "$(json_get "$out" 'j["error"]["code"]' 2>&1)" = BUSY ] && t_ok || t_fail "$out"
+
+t_begin "the refused rollback changed nothing"
+qemu-io -r -f raw -c 'read -P 0xa2 0 1M' "$(uri vm1/root)" >/dev/null 2>&1 && t_ok || t_fail
+
+t_begin "forced rollback succeeds; the connected client then reads the snapshot's data"
+out=$(ctl '{"op":"vm.rollback","args":{"vm":"vm1","snapshot":"s1","force":true}}')
+if ok_result "$out"; then
+  python3 "$CHECK" expect "$SOCK" vm1/root 0 $((4 << 20)) 0xa1 >"$T/after.out" 2>&1 && t_ok ||
+    t_fail "after rollback: $(cat "$T/after.out")"
+else
+  t_fail "$out"
+fi
+kill "$HOLD" 2>/dev/null; wait "$HOLD" 2>/dev/null
+
+t_begin "rollback with no writer connected needs no force"
+out=$(ctl '{"op":"vm.rollback","args":{"vm":"vm1","snapshot":"live"}}')
+ok_result "$out" && python3 "$CHECK" expect "$SOCK" vm1/data 0 $((4 << 20)) 0xd1 >/dev/null 2>&1 &&
+  t_ok || t_fail "$out"
+
+check "write after the rollbacks" qemu-io -f raw -c 'write -P 0xee 60M 1M' "$(uri vm1/root)"
+
+t_begin "SIGTERM: clean exit"
+kill -TERM "$DPID"; wait "$DPID"; rc=$?
+[ "$rc" = 0 ] && [ ! -e "$SOCK" ] && t_ok || t_fail "exit $rc"
+
+t_begin "after a restart the data and the snapshots are there"
+if start_daemon; then
+  qemu-io -r -f raw -c 'read -P 0xee 60M 1M' -c 'read -P 0xa1 1M 3M' "$(uri vm1/root)" >/dev/null 2>&1 &&
+    qemu-io -r -f raw -c 'read -P 0xa1 0 4M' "$(uri vm1/root@s1)" >/dev/null 2>&1 && t_ok ||
+    t_fail "content differs after restart"
+else
+  t_fail "restart: $(tail -3 "$LOG")"
+fi
+
+t_begin "deleting a disk's VM while a client has it open: BUSY, then forced"
+python3 "$CHECK" hold "$SOCK" vm1/data 30 >"$T/hold2.out" 2>&1 &
+HOLD=$!
+for _ in $(seq 50); do grep -q connected "$T/hold2.out" 2>/dev/null && break; sleep 0.1; done
+o1=$(ctl '{"op":"vm.delete","args":{"vm":"vm1","recursive":true}}')
+o2=$(ctl '{"op":"vm.delete","args":{"vm":"vm1","recursive":true,"force":true}}')
+kill "$HOLD" 2>/dev/null; wait "$HOLD" 2>/dev/null
+names=$(nbdinfo --list --json "$(uri '')" 2>&1 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["exports"]))' 2>&1)
+[ "$(json_get "$o1" 'j["error"]["code"]' 2>&1)" = BUSY ] && ok_result "$o2" && [ "$names" = 0 ] && t_ok ||
+  t_fail "$o1 / $o2 / exports $names"
+
+kill -TERM "$DPID"; wait "$DPID"
+t_end
