@@ -17,22 +17,7 @@ LOG=$T/vmsnapd.log
 CHECK=$TOP/tests/integration/nbd_snapcheck.py
 uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
 
-ctl() {
-  python3 - "$CTL" "$1" <<'EOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(120)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-buf = b""
-while not buf.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    buf += chunk
-sys.stdout.write(buf.decode())
-EOF
-}
+ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
 json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 ok_result() { [ "$(json_get "$1" '"result" in j' 2>/dev/null)" = True ]; }
 
@@ -82,7 +67,7 @@ python3 "$CHECK" write "$SOCK" vm1/root $((48 << 20)) 3000 "$T/writes.log" 1 &
 WR=$!
 # Snapshot once the writer is well under way (python starts slowly on a
 # loaded machine), so that the check sees writes on both sides of it.
-for _ in $(seq 300); do [ "$(wc -l <"$T/writes.log" 2>/dev/null || echo 0)" -ge 400 ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ "$(cat "$T/writes.log" 2>/dev/null | wc -l)" -ge 400 ] && break; sleep 0.1; done
 t0=$(date +%s.%N)
 snap=$(ctl '{"op":"snapshot.create","args":{"vm":"vm1","name":"live"}}')
 t1=$(date +%s.%N)

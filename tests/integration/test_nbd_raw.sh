@@ -15,22 +15,7 @@ LOG=$T/vmsnapd.log
 uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
 
 # Control-socket client: one request line in, one response line out.
-ctl() {
-  python3 - "$CTL" "$1" <<'EOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(30)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-buf = b""
-while not buf.endswith(b"\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    buf += chunk
-sys.stdout.write(buf.decode())
-EOF
-}
+ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
 
 # json_get JSON PYEXPR: evaluate PYEXPR with j = the parsed JSON.
 json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
