@@ -459,6 +459,19 @@ static int run_help(cli_ctx *ctx, int argc, char **argv)
 		help_group(stdout, g);
 		return 0;
 	}
+	if (!g && argc == 1) {
+		/* a noun of the other commands with verbs: "help daemon" */
+		int n = 0;
+		char line[256];
+		for (const cli_command *c = cli_misc_commands; c->noun; c++)
+			if (!strcmp(c->noun, argv[0]) && c->verb) {
+				command_line(line, sizeof line, c);
+				printf("  %s\n      %s\n", line, c->summary);
+				n++;
+			}
+		if (n)
+			return 0;
+	}
 	int used, rc = 0;
 	const cli_command *c = resolve(ctx, argv[0], argc > 1 ? argv[1] : NULL, &used, &rc);
 	if (!c)

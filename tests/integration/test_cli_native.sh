@@ -67,6 +67,9 @@ refused "unknown short option" 2 "unknown option '-z'" V vm list -z
 refused "missing argument" 2 "missing argument" V vm create
 refused "too many arguments" 2 "unexpected argument 'b'" V vm show a b
 refused "option without its value" 2 "needs a value" V sr create x /tmp/x --size
+refused "--home without its value" 2 "needs a value" vmsnap --home
+refused "flag given a value" 2 "takes no value" V vm list --all=yes
+has "help of a noun" 'daemon status' vmsnap help daemon
 
 # ---- SR -----------------------------------------------------------------------
 refused "sr create: size -1" 2 "bad size '-1'" V sr create sr1 --type native --size -1 "$T/sr1"
@@ -76,6 +79,7 @@ refused "sr create: unknown type" 2 "" V sr create srx --type frob --size 64M "$
 has "sr create" '^created SR sr1 \(' V sr create sr1 --type native --size 256M "$T/sr1"
 refused "sr create: name taken" 1 "sr1" V sr create sr1 --type native --size 64M "$T/sr1b"
 out_is "sr list -H -o name,type" "$(printf 'sr1\tnative')" V sr list -H -o name,type
+out_is "VMSNAP_HOME when there is no --home" "sr1" env VMSNAP_HOME="$H" vmsnap sr list -H -o name
 has "sr list: header" '^NAME +TYPE +SIZE +USED +FREE' V sr list
 eq "sr show --json: type" native "$(jqv .result.type V sr show sr1)"
 SR_UUID=$(jqv .result.uuid V sr show sr1)
