@@ -448,6 +448,20 @@ static const cli_command *resolve(cli_ctx *ctx, const char *noun, const char *ve
 	return c;
 }
 
+/* The verbs of a noun of the other commands ("daemon"); returns their count. */
+static int help_misc_noun(FILE *f, const char *noun)
+{
+	int n = 0;
+	char line[256];
+	for (const cli_command *c = cli_misc_commands; c->noun; c++)
+		if (!strcmp(c->noun, noun) && c->verb) {
+			command_line(line, sizeof line, c);
+			fprintf(f, "  %s\n      %s\n", line, c->summary);
+			n++;
+		}
+	return n;
+}
+
 static int run_help(cli_ctx *ctx, int argc, char **argv)
 {
 	if (argc == 0) {
@@ -459,19 +473,8 @@ static int run_help(cli_ctx *ctx, int argc, char **argv)
 		help_group(stdout, g);
 		return 0;
 	}
-	if (!g && argc == 1) {
-		/* a noun of the other commands with verbs: "help daemon" */
-		int n = 0;
-		char line[256];
-		for (const cli_command *c = cli_misc_commands; c->noun; c++)
-			if (!strcmp(c->noun, argv[0]) && c->verb) {
-				command_line(line, sizeof line, c);
-				printf("  %s\n      %s\n", line, c->summary);
-				n++;
-			}
-		if (n)
-			return 0;
-	}
+	if (!g && argc == 1 && help_misc_noun(stdout, argv[0]))
+		return 0;
 	int used, rc = 0;
 	const cli_command *c = resolve(ctx, argv[0], argc > 1 ? argv[1] : NULL, &used, &rc);
 	if (!c)
@@ -501,19 +504,23 @@ int main(int argc, char **argv)
 	if (!strcmp(noun, "help"))
 		return run_help(&ctx, argc - i, argv + i);
 
-	const char *verb = i < argc && looks_positional(argv[i]) ? argv[i] : NULL;
+	/* Nouns with verbs take common options before the verb too
+	 * ("vmsnap vm -H list", "vmsnap vm --help"). */
 	const cli_group *g = find_group(noun);
-	if (g && !verb) {
-		/* "vmsnap vm --help" or just "vmsnap vm" */
-		int j = i;
-		cli_args tmp = {0};
-		if (parse_args(&ctx, &tmp, NULL, argc, argv, &j, 0) == 0 && cli_opt_has(&tmp, "help")) {
-			help_group(stdout, g);
-			return 0;
+	const cli_command *m = g ? NULL : find_misc(noun);
+	if (g || (m && m->verb)) {
+		if ((rc = parse_args(&ctx, &lead, NULL, argc, argv, &i, 1)) != 0)
+			return rc;
+		if (i >= argc) {
+			int help = cli_opt_has(&lead, "help");
+			if (g)
+				help_group(help ? stdout : stderr, g);
+			else
+				help_misc_noun(help ? stdout : stderr, noun);
+			return help ? 0 : CLI_EXIT_USAGE;
 		}
-		help_group(stderr, g);
-		return CLI_EXIT_USAGE;
 	}
+	const char *verb = i < argc && looks_positional(argv[i]) ? argv[i] : NULL;
 	int used_verb;
 	const cli_command *cmd = resolve(&ctx, noun, verb, &used_verb, &rc);
 	if (!cmd)

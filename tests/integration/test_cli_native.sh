@@ -44,7 +44,7 @@ has() {
   t_begin "$what"
   out=$("$@" 2>&1); rc=$?
   if [ $rc -ne 0 ]; then t_fail "exit $rc: $out"
-  elif printf '%s\n' "$out" | grep -Eq -- "$re"; then t_ok
+  elif grep -Eq -- "$re" <<<"$out"; then t_ok
   else t_fail "output does not match /$re/: $out"; fi
 }
 # jqv FILTER CMD...: the value of FILTER on CMD's JSON output (raw).
