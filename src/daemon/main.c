@@ -46,7 +46,8 @@ static void usage(FILE *f)
 	        "  --socket PATH          NBD Unix socket (default DIR/nbd.sock)\n"
 	        "  --control-socket PATH  control socket (default DIR/control.sock)\n"
 	        "  --listen [ADDR:]PORT   also serve NBD on TCP (loopback unless ADDR is given)\n"
-	        "  --group NAME           group owning the sockets; they become mode 0660\n"
+	        "  --group NAME           group of the NBD socket, then mode 0660 (else 0600)\n"
+	        "  --control-group NAME   group of the control socket, then mode 0660 (else 0600)\n"
 	        "  --raw NAME=PATH        serve the raw file PATH as export NAME (repeatable)\n"
 	        "  --raw-readonly NAME=PATH  the same, read-only\n"
 	        "  --readonly             serve every export read-only\n"
@@ -187,6 +188,17 @@ static int write_pidfile(const char *path)
 	return fd; /* kept open: the lock lasts as long as the daemon */
 }
 
+static int lookup_group(gid_t *out, const char *name)
+{
+	struct group *g = getgrnam(name);
+	if (!g) {
+		fprintf(stderr, "vmsnapd: unknown group '%s'\n", name);
+		return -1;
+	}
+	*out = g->gr_gid;
+	return 0;
+}
+
 static char *path_in(const char *dir, const char *name)
 {
 	char *p = NULL;
@@ -211,7 +223,7 @@ int main(int argc, char **argv)
 {
 	struct vmsd_daemon *d = &daemon_state;
 	const char *home = getenv("VMSNAP_HOME"), *nbd_path = NULL, *ctl_path = NULL, *tcp = NULL;
-	const char *group = NULL, *pidfile = NULL, *logfile = NULL;
+	const char *group = NULL, *ctl_group = NULL, *pidfile = NULL, *logfile = NULL;
 	int foreground = 0, readonly = 0, level = VMSD_LOG_INFO, pid_fd = -1, ret = 1;
 	struct vmsd_nbd_config cfg = {.workers = 16, .max_clients = 256, .handshake_timeout = 30};
 	vmsd_raw *raw = NULL;
@@ -220,7 +232,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"home", required_argument, 0, 'H'},       {"socket", required_argument, 0, 's'},
 		{"control-socket", required_argument, 0, 'c'}, {"listen", required_argument, 0, 'l'},
-		{"group", required_argument, 0, 'g'},      {"raw", required_argument, 0, 'r'},
+		{"group", required_argument, 0, 'g'},      {"control-group", required_argument, 0, 'G'},      {"raw", required_argument, 0, 'r'},
 		{"raw-readonly", required_argument, 0, 'o'}, {"readonly", no_argument, 0, 'R'},         {"workers", required_argument, 0, 'w'},
 		{"max-clients", required_argument, 0, 'm'}, {"foreground", no_argument, 0, 'f'},
 		{"log-level", required_argument, 0, 'L'},  {"log-file", required_argument, 0, 'F'},
@@ -242,6 +254,7 @@ int main(int argc, char **argv)
 		case 'c': ctl_path = optarg; break;
 		case 'l': tcp = optarg; break;
 		case 'g': group = optarg; break;
+		case 'G': ctl_group = optarg; break;
 		case 'r':
 		case 'o':
 			if (vmsd_raw_add(raw, optarg, o == 'o') < 0) {
@@ -299,15 +312,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vmsnapd: without --home, give --socket PATH or --listen [ADDR:]PORT\n");
 		return 2;
 	}
-	gid_t gid = (gid_t)-1;
-	if (group) {
-		struct group *g = getgrnam(group);
-		if (!g) {
-			fprintf(stderr, "vmsnapd: unknown group '%s'\n", group);
-			return 2;
-		}
-		gid = g->gr_gid;
-	}
+	gid_t gid = (gid_t)-1, ctl_gid = (gid_t)-1;
+	if ((group && lookup_group(&gid, group) < 0) || (ctl_group && lookup_group(&ctl_gid, ctl_group) < 0))
+		return 2;
 
 	/* Log set-up and detaching. */
 	int log_fd = 2, use_syslog = 0;
@@ -394,7 +401,7 @@ int main(int argc, char **argv)
 		nlisten += n;
 	}
 	if (ctl_path) {
-		if ((ctl_fd = listen_unix(ctl_path, group ? 0660 : 0600, gid)) < 0) {
+		if ((ctl_fd = listen_unix(ctl_path, ctl_group ? 0660 : 0600, ctl_gid)) < 0) {
 			vmsd_error("control socket: %s", vms_error_last());
 			goto done;
 		}
