@@ -172,9 +172,12 @@ typedef enum cli_col_type {
 	CLI_COL_BOOL
 } cli_col_type;
 
-/* A cell value computed from a record: string (text) or number (num). */
+/* A cell value computed from a record: a string or a number.  A column's
+ * get() writes a string into text and sets kind 1; strings found in the
+ * record are borrowed through str instead (no copy, no length limit). */
 typedef struct cli_cell {
 	int kind;            /* 0 null, 1 string, 2 number */
+	const char *str;     /* kind 1: the string (NULL = text) */
 	char text[256];
 	int64_t num;
 } cli_cell;

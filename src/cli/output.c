@@ -85,7 +85,7 @@ static void cell_from_json(cli_cell *c, const vms_json *v)
 	switch (vms_json_type_of(v)) {
 	case VMS_JSON_STRING:
 		c->kind = 1;
-		snprintf(c->text, sizeof c->text, "%s", vms_json_string(v));
+		c->str = vms_json_string(v);
 		break;
 	case VMS_JSON_NUMBER:
 		c->kind = 2;
@@ -114,14 +114,21 @@ static void cell_compute(cli_cell *c, const cli_column *col, const vms_json *rec
 	}
 }
 
-static void cell_text(char *out, size_t cap, const cli_ctx *ctx, const cli_column *col, const cli_cell *c)
+static const char *cell_str(const cli_cell *c)
 {
-	if (c->kind == 0) {
-		snprintf(out, cap, "-");
-		return;
-	}
+	return c->str ? c->str : c->text;
+}
+
+/* The printed form of a cell; may return c's own string instead of out. */
+static const char *cell_text(char *out, size_t cap, const cli_ctx *ctx, const cli_column *col, const cli_cell *c)
+{
+	if (c->kind == 0)
+		return "-";
 	if (c->kind == 1) {
-		snprintf(out, cap, "%s", c->text);
+		const char *s = cell_str(c);
+		if (!ctx->scripted || !s[strcspn(s, "\t\n")])
+			return s;
+		snprintf(out, cap, "%s", s);
 	} else {
 		switch (col->type) {
 		case CLI_COL_SIZE:
@@ -142,6 +149,7 @@ static void cell_text(char *out, size_t cap, const cli_ctx *ctx, const cli_colum
 		for (char *p = out; *p; p++)
 			if (*p == '\t' || *p == '\n')
 				*p = ' ';
+	return out;
 }
 
 /* ---- column selection ------------------------------------------------------------ */
@@ -209,41 +217,79 @@ int cli_columns_check(cli_ctx *ctx, const cli_column *cols)
 
 /* ---- tables ------------------------------------------------------------------------ */
 
+/* Rows keep only the columns printed or sorted on, strings borrowed from
+ * the records where they can be: a listing of a million snapshots must not
+ * cost a cell buffer per column. */
+typedef struct stored_cell {
+	int kind;
+	int64_t num;
+	const char *str;
+	char *owned;
+} stored_cell;
+
 typedef struct row {
-	size_t index;      /* original position: the sort is stable */
-	cli_cell *cells;   /* one per column of the spec */
+	size_t index;        /* original position: the sort is stable */
+	stored_cell *cells;  /* one per needed column */
 } row;
 
-static const cli_ctx *sort_ctx;
-static const cli_column *sort_cols;
+typedef struct sort_key {
+	int slot;
+	int desc;
+} sort_key;
 
-static int cell_cmp(const cli_cell *a, const cli_cell *b)
+static const sort_key *sort_keys;
+static int nsort_keys;
+
+static int cell_cmp(const stored_cell *a, const stored_cell *b)
 {
 	if (a->kind != b->kind)
 		return a->kind < b->kind ? -1 : 1;
 	if (a->kind == 2)
 		return a->num < b->num ? -1 : a->num > b->num;
 	if (a->kind == 1)
-		return strcmp(a->text, b->text);
+		return strcmp(a->str, b->str);
 	return 0;
 }
 
 static int row_cmp(const void *pa, const void *pb)
 {
 	const row *a = pa, *b = pb;
-	for (int s = 0; s < sort_ctx->nsort; s++) {
-		int i = find_col(sort_cols, sort_ctx->sort[s].col, strlen(sort_ctx->sort[s].col));
-		int c = cell_cmp(&a->cells[i], &b->cells[i]);
+	for (int s = 0; s < nsort_keys; s++) {
+		int c = cell_cmp(&a->cells[sort_keys[s].slot], &b->cells[sort_keys[s].slot]);
 		if (c)
-			return sort_ctx->sort[s].desc ? -c : c;
+			return sort_keys[s].desc ? -c : c;
 	}
 	return a->index < b->index ? -1 : a->index > b->index;
 }
 
+static int store_cell(stored_cell *out, const cli_column *col, const vms_json *rec)
+{
+	cli_cell c;
+	cell_compute(&c, col, rec);
+	out->kind = c.kind;
+	out->num = c.num;
+	out->str = c.kind == 1 ? c.str : NULL;
+	out->owned = NULL;
+	if (c.kind == 1 && !c.str) {
+		if (!(out->owned = strdup(c.text)))
+			return -1;
+		out->str = out->owned;
+	}
+	return 0;
+}
+
+static const char *stored_text(char *buf, size_t cap, const cli_ctx *ctx, const cli_column *col,
+                               const stored_cell *sc)
+{
+	cli_cell c = {.kind = sc->kind, .str = sc->str, .num = sc->num};
+	return cell_text(buf, cap, ctx, col, &c);
+}
+
 int cli_table(cli_ctx *ctx, const cli_column *cols, const vms_json *records)
 {
-	int sel[64], ncols = 0, nsel, rc = 0;
-	size_t nrows = vms_json_array_len(records);
+	int sel[64], slot_of[64], need[64], nneed = 0, nsel, rc = 0;
+	size_t nrows = vms_json_array_len(records), width[64] = {0};
+	sort_key keys[8];
 	row *rows = NULL;
 	char buf[512];
 
@@ -252,36 +298,53 @@ int cli_table(cli_ctx *ctx, const cli_column *cols, const vms_json *records)
 	nsel = select_cols(ctx, cols, sel, 64, 0);
 	if (nsel < 0)
 		return -nsel;
-	while (cols[ncols].name)
-		ncols++;
+	for (int i = 0; i < 64; i++)
+		slot_of[i] = -1;
+	for (int s = 0; s < nsel; s++)
+		if (slot_of[sel[s]] < 0) {
+			slot_of[sel[s]] = nneed;
+			need[nneed++] = sel[s];
+		}
+	for (int s = 0; s < ctx->nsort && s < 8; s++) {
+		int i = find_col(cols, ctx->sort[s].col, strlen(ctx->sort[s].col));
+		if (slot_of[i] < 0) {
+			slot_of[i] = nneed;
+			need[nneed++] = i;
+		}
+		keys[s].slot = slot_of[i];
+		keys[s].desc = ctx->sort[s].desc;
+	}
 	rows = calloc(nrows ? nrows : 1, sizeof *rows);
 	if (!rows)
 		return cli_nomem(ctx);
 	for (size_t r = 0; r < nrows; r++) {
 		rows[r].index = r;
-		rows[r].cells = calloc((size_t)ncols, sizeof(cli_cell));
+		rows[r].cells = calloc((size_t)nneed, sizeof(stored_cell));
 		if (!rows[r].cells) {
 			rc = cli_nomem(ctx);
 			goto done;
 		}
-		for (int c = 0; c < ncols; c++)
-			cell_compute(&rows[r].cells[c], &cols[c], vms_json_array_get(records, r));
+		for (int k = 0; k < nneed; k++)
+			if (store_cell(&rows[r].cells[k], &cols[need[k]], vms_json_array_get(records, r)) < 0) {
+				rc = cli_nomem(ctx);
+				goto done;
+			}
 	}
 	if (ctx->nsort) {
-		sort_ctx = ctx;
-		sort_cols = cols;
+		sort_keys = keys;
+		nsort_keys = ctx->nsort < 8 ? ctx->nsort : 8;
 		qsort(rows, nrows, sizeof *rows, row_cmp);
 	}
 
-	size_t width[64] = {0};
 	if (!ctx->scripted) {
 		for (int s = 0; s < nsel; s++)
 			width[s] = strlen(cols[sel[s]].header);
 		for (size_t r = 0; r < nrows; r++)
 			for (int s = 0; s < nsel; s++) {
-				cell_text(buf, sizeof buf, ctx, &cols[sel[s]], &rows[r].cells[sel[s]]);
-				if (strlen(buf) > width[s])
-					width[s] = strlen(buf);
+				size_t w = strlen(stored_text(buf, sizeof buf, ctx, &cols[sel[s]],
+				                              &rows[r].cells[slot_of[sel[s]]]));
+				if (w > width[s])
+					width[s] = w;
 			}
 		for (int s = 0; s < nsel; s++) {
 			int right = cols[sel[s]].type == CLI_COL_SIZE || cols[sel[s]].type == CLI_COL_INT;
@@ -296,17 +359,20 @@ int cli_table(cli_ctx *ctx, const cli_column *cols, const vms_json *records)
 		for (int s = 0; s < nsel; s++) {
 			const cli_column *col = &cols[sel[s]];
 			int right = col->type == CLI_COL_SIZE || col->type == CLI_COL_INT;
-			cell_text(buf, sizeof buf, ctx, col, &rows[r].cells[sel[s]]);
+			const char *t = stored_text(buf, sizeof buf, ctx, col, &rows[r].cells[slot_of[sel[s]]]);
 			if (ctx->scripted)
-				printf("%s%s", buf, s == nsel - 1 ? "\n" : "\t");
+				printf("%s%s", t, s == nsel - 1 ? "\n" : "\t");
 			else if (s == nsel - 1 && !right)
-				printf("%s\n", buf);
+				printf("%s\n", t);
 			else
-				printf(right ? "%*s%s" : "%-*s%s", (int)width[s], buf, s == nsel - 1 ? "\n" : "  ");
+				printf(right ? "%*s%s" : "%-*s%s", (int)width[s], t, s == nsel - 1 ? "\n" : "  ");
 		}
 done:
-	for (size_t r = 0; r < nrows; r++)
+	for (size_t r = 0; r < nrows; r++) {
+		for (int k = 0; rows[r].cells && k < nneed; k++)
+			free(rows[r].cells[k].owned);
 		free(rows[r].cells);
+	}
 	free(rows);
 	return rc;
 }
@@ -326,11 +392,11 @@ int cli_record(cli_ctx *ctx, const cli_column *cols, const vms_json *rec)
 			w = strlen(cols[sel[s]].name);
 	for (int s = 0; s < nsel; s++) {
 		cell_compute(&cell, &cols[sel[s]], rec);
-		cell_text(buf, sizeof buf, ctx, &cols[sel[s]], &cell);
+		const char *t = cell_text(buf, sizeof buf, ctx, &cols[sel[s]], &cell);
 		if (ctx->scripted)
-			printf("%s\t%s\n", cols[sel[s]].name, buf);
+			printf("%s\t%s\n", cols[sel[s]].name, t);
 		else
-			printf("%-*s  %s\n", (int)w, cols[sel[s]].name, buf);
+			printf("%-*s  %s\n", (int)w, cols[sel[s]].name, t);
 	}
 	return 0;
 }

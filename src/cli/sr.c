@@ -1,8 +1,11 @@
 /*
  * sr.c - vmsnap sr create|list|show|destroy: storage repositories.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -63,9 +66,24 @@ static int sr_create(cli_ctx *ctx, const cli_args *a)
 		rc = cli_usage(ctx, "options too long");
 		goto done;
 	}
+	/* A directory given relative to the shell's working directory means
+	 * nothing to vmsnapd; a zfs location is a dataset name, not a path. */
+	const char *location = a->pos[1];
+	char abs[PATH_MAX], cwd[PATH_MAX];
+	if (location[0] != '/' && !(type && !strcmp(type, "zfs"))) {
+		if (!getcwd(cwd, sizeof cwd)) {
+			rc = cli_fail(ctx, "IO", "cannot resolve '%s': %s", location, strerror(errno));
+			goto done;
+		}
+		if ((size_t)snprintf(abs, sizeof abs, "%s/%s", strcmp(cwd, "/") ? cwd : "", location) >= sizeof abs) {
+			rc = cli_usage(ctx, "location too long");
+			goto done;
+		}
+		location = abs;
+	}
 	if (vms_json_object_set_string(args, "name", a->pos[0]) < 0 ||
 	    vms_json_object_set_string(args, "type", type ? type : "native") < 0 ||
-	    vms_json_object_set_string(args, "location", a->pos[1]) < 0 ||
+	    vms_json_object_set_string(args, "location", location) < 0 ||
 	    (n && vms_json_object_set_string(args, "options", options) < 0)) {
 		rc = cli_nomem(ctx);
 		goto done;
