@@ -259,7 +259,10 @@ static int row_cmp(const void *pa, const void *pb)
 		if (c)
 			return sort_keys[s].desc ? -c : c;
 	}
-	return a->index < b->index ? -1 : a->index > b->index;
+	/* Ties keep the control module's order (time, then creation), reversed
+	 * when the last key sorts descending: -S time is exactly newest first. */
+	int c = a->index < b->index ? -1 : a->index > b->index;
+	return nsort_keys && sort_keys[nsort_keys - 1].desc ? -c : c;
 }
 
 static int store_cell(stored_cell *out, const cli_column *col, const vms_json *rec)
