@@ -325,6 +325,16 @@ if command -v vmsnapd >/dev/null 2>&1 && command -v qemu-io >/dev/null 2>&1; the
   fi
 fi
 
+# ---- a VM without disks, snapshots within one second, a relative SR directory -----------
+has "vm create without disks" '^created VM quick' V vm create quick --sr sr1
+for q in q1 q2 q3; do V snapshot create quick "$q" >/dev/null; done
+out_is "-S time: newest first, also within one second" "$(printf 'q3\nq2\nq1')" V snapshot list quick -H -o user_name -S time
+out_is "-s time: oldest first" "$(printf 'q1\nq2\nq3')" V snapshot list quick -H -o user_name -s time
+has "vm delete -r of a VM without disks" '^deleted vm quick' V vm delete quick -r
+has "sr create with a relative directory" '^created SR sr2' bash -c "cd '$T' && vmsnap --home '$H' sr create sr2 --size 64M rel_sr"
+out_is "the relative directory was made absolute" "$(printf 'location\t%s/rel_sr' "$(cd "$T" && pwd -P)")" V sr show sr2 -H -o location
+has "sr destroy of an empty SR" '^destroyed SR sr2' V sr destroy sr2
+
 # ---- tear down -------------------------------------------------------------------------
 refused "sr destroy: holds a VM" 4 "vm1" V sr destroy sr1
 refused "vm delete: has snapshots" 4 "--recursive" V vm delete vm1
