@@ -41,11 +41,12 @@ static int transport_open(cli_ctx *ctx)
 		return 0;
 	if (ctx->no_daemon && ctx->need_daemon)
 		return cli_usage(ctx, "only vmsnapd can answer this; drop --no-daemon");
-	if (!ctx->no_daemon) {
+	int n = snprintf(path, sizeof path, "%s/control.sock", ctx->home);
+	if ((n < 0 || (size_t)n >= sizeof path) && ctx->need_daemon)
+		return cli_fail(ctx, "INVALID", "home directory path too long for a socket: %s", ctx->home);
+	/* No daemon can listen on a path that long: work in process. */
+	if (!ctx->no_daemon && n > 0 && (size_t)n < sizeof path) {
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		int n = snprintf(path, sizeof path, "%s/control.sock", ctx->home);
-		if (n < 0 || (size_t)n >= sizeof path)
-			return cli_fail(ctx, "INVALID", "home directory path too long for a socket: %s", ctx->home);
 		memcpy(sa.sun_path, path, (size_t)n + 1);
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)

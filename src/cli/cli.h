@@ -76,6 +76,7 @@ typedef struct cli_ctx {
 	int no_daemon;     /* --no-daemon: always in process */
 	int need_daemon;   /* daemon.* ops: only vmsnapd can answer */
 	int dry_run;       /* -n/--dry-run */
+	int show_deleted;  /* --all: the "deleted" column joins the default ones */
 	const char *columns;             /* -o col,col */
 	int nsort;
 	cli_sort sort[8];                /* -s/-S, in order of precedence */

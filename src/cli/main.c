@@ -199,6 +199,8 @@ static int apply_common(cli_ctx *ctx, const cli_opt *o, const char *val)
 		ctx->nsort++;
 	} else if (!strcmp(o->name, "dry-run"))
 		ctx->dry_run = 1;
+	else if (!strcmp(o->name, "all"))
+		ctx->show_deleted = 1;
 	return 0;
 }
 
@@ -214,7 +216,7 @@ static int record(cli_ctx *ctx, cli_args *a, const cli_opt *o, const char *val, 
 	a->set[a->nset].opt = o;
 	a->set[a->nset].val = val;
 	a->nset++;
-	if (common || !strcmp(o->name, "dry-run"))
+	if (common || !strcmp(o->name, "dry-run") || !strcmp(o->name, "all"))
 		return apply_common(ctx, o, val);
 	return 0;
 }

@@ -178,7 +178,8 @@ static int select_cols(cli_ctx *ctx, const cli_column *cols, int *sel, int cap, 
 	char names[512];
 	if (!ctx->columns || !strcmp(ctx->columns, "all")) {
 		for (int i = 0; cols[i].name && n < cap; i++)
-			if (all_default || cols[i].dflt || ctx->columns)
+			if (all_default || cols[i].dflt || ctx->columns ||
+			    (ctx->show_deleted && !strcmp(cols[i].name, "deleted")))
 				sel[n++] = i;
 		return n;
 	}
