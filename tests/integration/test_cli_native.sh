@@ -288,6 +288,27 @@ EOF
   wait "$fake" 2>/dev/null
   out_is "--no-daemon ignores the socket" "vm1" V vm list -H -o name --no-daemon
   rm -f "$H/control.sock"
+  # Daemon answers are outside input too: garbage, silence, an error envelope.
+  for answer in 'not json' '' '{"output_version":1,"result":[1]}' \
+    '{"output_version":1,"error":{"code":"BUSY","message":"disk is open","busy":[{"kind":"vdi","uuid":"u","name":"root"}]}}'; do
+    python3 - "$H/control.sock" "$answer" <<'EOF2' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+c, _ = s.accept(); c.makefile('rb').readline()
+if sys.argv[2]: c.sendall(sys.argv[2].encode() + b'\n')
+c.close()
+EOF2
+    fake=$!
+    wait_for_socket "$H/control.sock" 10
+    case $answer in
+      'not json') refused "daemon answers garbage" 1 "malformed response" V vm list ;;
+      '') refused "daemon closes without answering" 1 "closed the control connection" V vm list ;;
+      *result*) refused "daemon answers a result that is not an object" 1 "without a result object" V vm list ;;
+      *) refused "daemon's BUSY: exit 5, names the disk and --force" 5 "disk is open: root; retry when it is closed, or use --force" V vm rollback vm1 x ;;
+    esac
+    wait "$fake" 2>/dev/null
+    rm -f "$H/control.sock"
+  done
 fi
 
 # ---- through vmsnapd: the control socket, and BUSY for a disk open for writing ---------
