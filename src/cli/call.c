@@ -360,6 +360,17 @@ int cli_one_arg(cli_ctx *ctx, const char *op, const char *key, const char *val,
 	return args ? cli_simple(ctx, op, args, render) : cli_nomem(ctx);
 }
 
+static int render_record(cli_ctx *ctx, const vms_json *r)
+{
+	return cli_record(ctx, ctx->cmd->columns, r);
+}
+
+int cli_show(cli_ctx *ctx, const cli_args *a, const char *op, const char *key)
+{
+	int rc = cli_columns_check(ctx, ctx->cmd->columns);
+	return rc ? rc : cli_one_arg(ctx, op, key, a->pos[0], render_record);
+}
+
 /* ---- argument builders -------------------------------------------------------- */
 
 vms_json *cli_args_with(const cli_args *a, const char *key, const char *val, const char *opts)

@@ -155,6 +155,10 @@ int cli_one_arg(cli_ctx *ctx, const char *op, const char *key, const char *val,
  * memory. */
 vms_json *cli_args_with(const cli_args *a, const char *key, const char *val, const char *opts);
 
+/* A "show" verb: request {key: first argument}, the result printed as a
+ * record through the command's columns (-o checked first). */
+int cli_show(cli_ctx *ctx, const cli_args *a, const char *op, const char *key);
+
 /* Builders of request arguments; return 0 or an exit code (message printed). */
 int cli_arg_size(cli_ctx *ctx, vms_json *args, const char *key, const char *text);
 int cli_arg_uint(cli_ctx *ctx, vms_json *args, const char *key, const char *text);

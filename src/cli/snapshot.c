@@ -225,15 +225,9 @@ static int snapshot_show(cli_ctx *ctx, const cli_args *a)
 	return rc ? rc : cli_one_arg(ctx, "snapshot.show", "snapshot", a->pos[0], render_show);
 }
 
-static int render_find(cli_ctx *ctx, const vms_json *r)
-{
-	return cli_record(ctx, find_columns, r);
-}
-
 static int snapshot_find(cli_ctx *ctx, const cli_args *a)
 {
-	int rc = cli_columns_check(ctx, find_columns);
-	return rc ? rc : cli_one_arg(ctx, "snapshot.find", "snapshot", a->pos[0], render_find);
+	return cli_show(ctx, a, "snapshot.find", "snapshot");
 }
 
 /* ---- delete, rollback ------------------------------------------------------------------ */

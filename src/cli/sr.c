@@ -110,14 +110,9 @@ static int sr_list(cli_ctx *ctx, const cli_args *a)
 	return rc ? rc : cli_simple(ctx, "sr.list", NULL, render_list);
 }
 
-static int render_show(cli_ctx *ctx, const vms_json *r)
-{
-	return cli_record(ctx, sr_columns, r);
-}
-
 static int sr_show(cli_ctx *ctx, const cli_args *a)
 {
-	return cli_one_arg(ctx, "sr.show", "sr", a->pos[0], render_show);
+	return cli_show(ctx, a, "sr.show", "sr");
 }
 
 /* ---- destroy ------------------------------------------------------------------ */

@@ -23,11 +23,6 @@ const cli_column cli_vdi_columns[] = {
 	{0},
 };
 
-static int render_vdi(cli_ctx *ctx, const vms_json *r)
-{
-	return cli_record(ctx, cli_vdi_columns, r);
-}
-
 static int render_created(cli_ctx *ctx, const vms_json *r)
 {
 	char size[64];
@@ -86,8 +81,7 @@ static int vdi_list(cli_ctx *ctx, const cli_args *a)
 
 static int vdi_show(cli_ctx *ctx, const cli_args *a)
 {
-	int rc = cli_columns_check(ctx, cli_vdi_columns);
-	return rc ? rc : cli_one_arg(ctx, "vdi.show", "vdi", a->pos[0], render_vdi);
+	return cli_show(ctx, a, "vdi.show", "vdi");
 }
 
 static int vdi_delete(cli_ctx *ctx, const cli_args *a)
