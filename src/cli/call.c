@@ -269,7 +269,15 @@ static int print_error(cli_ctx *ctx, const vms_json *err, const char *text)
 	msg = said;
 	advice = strstr(msg, "; ");
 	core = advice ? (size_t)(advice - msg) : strlen(msg);
-	n = (size_t)snprintf(line, sizeof line, "%.*s", (int)core, msg);
+	/* "has 2 clones (first: 'vm2')": the full list follows, so the
+	 * parenthesis that names only the first one goes. */
+	const char *first = strstr(msg, " (first: ");
+	const char *close = first ? strchr(first, ')') : NULL;
+	if (first && close && close < msg + core && vms_json_array_len(vms_json_object_get(err, "dependents")) > 1)
+		n = (size_t)snprintf(line, sizeof line, "%.*s%.*s", (int)(first - msg), msg,
+		                     (int)(msg + core - close - 1), close + 1);
+	else
+		n = (size_t)snprintf(line, sizeof line, "%.*s", (int)core, msg);
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0] && n < sizeof line; i++) {
 		const vms_json *l = vms_json_object_get(err, lists[i]);
 		if (vms_json_array_len(l))

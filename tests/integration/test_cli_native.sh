@@ -210,6 +210,10 @@ check "write pattern 6 to vm2/root" D vm2/root write 6 0 1M
 check "vm1@s2 unchanged by the clone's writes" D "vm1/root@$S2" verify 3 0 1M
 out_is "vm2's parent" "$(printf 'parent\tvm1@%s' "$S2")" V vm show vm2 -H -o parent
 refused "snapshot with a clone: refused, names the clone and --defer" 4 "vm2.*--defer" V snapshot delete vm1@s2
+check "a second clone of s2" V vm clone "vm1@$S2" vm2b
+refused "two clones: both named, then --defer" 4 "^vmsnap: snapshot $S2 has 2 clones: vm2, vm2b; use --defer to mark it deleted" \
+  V snapshot delete vm1@s2
+has "vm delete of a clone without snapshots" '^deleted vm vm2b' V vm delete vm2b
 eq "refusal --json: DEPENDENTS with the clone" "DEPENDENTS vm2" \
   "$(V snapshot delete vm1@s2 --json 2>/dev/null | jq -r '"\(.error.code) \(.error.dependents[0].name)"')"
 has "snapshot delete --defer -n" "^would mark deleted .*$S2" V snapshot delete vm1@s2 --defer -n
