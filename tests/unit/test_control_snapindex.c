@@ -270,7 +270,7 @@ TEST(one_million_entries)
 	}
 	CHECK(vms_snapindex_latest(idx, 0) == (int64_t)(n - 1));
 	CHECK(vms_snapindex_latest(idx, n - 1) == 0);
-	for (int q = 0; q < 10000; q++) {
+	for (int q = 0; q < 3000; q++) {
 		int64_t t = (int64_t)(rnd() % (n / 4 + 10));
 		int64_t b = vms_snapindex_at_or_before(idx, t), a = vms_snapindex_at_or_after(idx, t);
 		int64_t last_sec = (int64_t)(n / 4) - 1;
