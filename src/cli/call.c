@@ -44,7 +44,9 @@ static int transport_open(cli_ctx *ctx)
 	int n = snprintf(path, sizeof path, "%s/control.sock", ctx->home);
 	if ((n < 0 || (size_t)n >= sizeof path) && ctx->need_daemon)
 		return cli_fail(ctx, "INVALID", "home directory path too long for a socket: %s", ctx->home);
-	/* No daemon can listen on a path that long: work in process. */
+	/* No daemon can listen on a path that long: work in process.  Neither
+	 * does one where the socket is absent (ENOENT, ENOTDIR) or stale
+	 * (ECONNREFUSED). */
 	if (!ctx->no_daemon && n > 0 && (size_t)n < sizeof path) {
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 		memcpy(sa.sun_path, path, (size_t)n + 1);
@@ -60,12 +62,15 @@ static int transport_open(cli_ctx *ctx)
 		close(fd);
 		if (ctx->need_daemon)
 			return cli_fail(ctx, "IO", "no vmsnapd answers on %s: %s", path, strerror(e));
-		if (e != ENOENT && e != ECONNREFUSED)
+		if (e != ENOENT && e != ECONNREFUSED && e != ENOTDIR)
 			return cli_fail(ctx, e == EACCES ? "PERM" : "IO", "cannot reach vmsnapd at %s: %s", path,
 			                strerror(e));
 	}
-	if ((rc = vms_control_open(&ctx->ctl, ctx->home)) < 0)
+	if ((rc = vms_control_open(&ctx->ctl, ctx->home)) < 0) {
+		if (strstr(vms_error_last(), ctx->home))
+			return cli_fail(ctx, vms_error_name(rc), "%s", vms_error_last());
 		return fail_lib(ctx, rc, ctx->home);
+	}
 	ctx->transport_ready = 1;
 	return 0;
 }
