@@ -4,7 +4,7 @@
 # random, iodepth 16, a 2 GiB disk, 20 s per run.
 #
 #   bash bench/bench_nbd.sh [--build DIR] [--runtime S] [--rounds N]
-#                           [--workers N] [--native] [--out FILE]
+#                           [--workers N] [--native] [--snapshots N] [--out FILE]
 #
 # Servers (all on a Unix socket, same host, same file, interleaved rounds so
 # that background load hits them alike):
@@ -13,6 +13,9 @@
 #   vmsnapd    vmsnapd --raw (the raw-file path of the zfs/reflink backends)
 #   native     (with --native) a disk of a native SR served by vmsnapd, made
 #              through the control socket of a vmsnapd started with --home
+#   native_N   (with --snapshots N) the same disk after N live snapshots, each
+#              preceded by 16 random 4 KiB writes so that the snapshots differ
+#              (the issue asks for IOPS within 5% of those without snapshots)
 # The raw file is filled with random data and read once so that every
 # server starts from a warm page cache.  Besides IOPS the script reports the
 # server's CPU time per 1,000 requests (user+sys from /proc), which is less
@@ -25,6 +28,7 @@ RUNTIME=20
 ROUNDS=3
 WORKERS=16
 NATIVE=0
+SNAPS=0
 OUT=
 SIZE=2G
 while [ $# -gt 0 ]; do
@@ -34,6 +38,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --native) NATIVE=1; shift ;;
+    --snapshots) SNAPS=$2; NATIVE=1; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -111,6 +116,34 @@ EOF
   SYSTEMS="$SYSTEMS native"
 fi
 
+take_snapshots() {
+  echo "# taking $SNAPS snapshots of vm1, 16 random 4 KiB writes before each" >&2
+  t0=$(date +%s)
+  python3 - "$W/home/control.sock" "$W/home/nbd.sock" "$SNAPS" "$bytes" "$TOP/tests/integration" <<'EOF' || exit 1
+import os, random, socket, sys
+ctl_path, nbd_path, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+import nbd_hostile as nbd  # its NBD client
+nbd.SOCK = nbd_path
+c = nbd.Client(export="vm1/root")
+ctl = socket.socket(socket.AF_UNIX)
+ctl.connect(ctl_path)
+f = ctl.makefile("rb")
+rnd = random.Random(1)
+for i in range(n):
+    for j in range(16):
+        c.request(nbd.CMD_WRITE, rnd.randrange(size // 4096) * 4096, 4096, handle=j, payload=os.urandom(4096))
+    for j in range(16):
+        if c.reply()[1]:
+            sys.exit("write failed")
+    ctl.sendall(b'{"op":"snapshot.create","args":{"vm":"vm1","name":"b%d"}}\n' % i)
+    if b'"error"' in f.readline():
+        sys.exit("snapshot %d failed" % i)
+c.close()
+EOF
+  echo "# $SNAPS snapshots in $(($(date +%s) - t0)) s" >&2
+}
+
 echo "# warming the page cache" >&2
 cat "$W/raw.img" >/dev/null
 
@@ -134,16 +167,30 @@ print("%d %.1f" % (iops, cpu_ms * 1000.0 / max(ios, 1)))
 EOF
 }
 
-echo "# $ROUNDS rounds of $RUNTIME s each, systems: $SYSTEMS; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 declare -A IOPS CPU
-for r in $(seq "$ROUNDS"); do
-  for s in $SYSTEMS; do
-    res=$(run "$s" "$r") || exit 1
-    IOPS[$s]="${IOPS[$s]:-} ${res% *}"
-    CPU[$s]="${CPU[$s]:-} ${res#* }"
-    echo "round $r $s: ${res% *} IOPS, ${res#* } ms CPU per 1000 requests" >&2
+rounds() { # systems...
+  echo "# $ROUNDS rounds of $RUNTIME s each, systems: $*; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  local r s res
+  for r in $(seq "$ROUNDS"); do
+    for s in "$@"; do
+      res=$(run "$s" "$r") || exit 1
+      IOPS[$s]="${IOPS[$s]:-} ${res% *}"
+      CPU[$s]="${CPU[$s]:-} ${res#* }"
+      echo "round $r $s: ${res% *} IOPS, ${res#* } ms CPU per 1000 requests" >&2
+    done
   done
-done
+}
+rounds $SYSTEMS
+if [ "$SNAPS" -gt 0 ]; then
+  take_snapshots || exit 1
+  # The same disk again, now with SNAPS snapshots, next to nbdkit again as a
+  # reference for any change in the machine's load since the first phase.
+  eval "URI_native_$SNAPS=\$URI_native PID_native_$SNAPS=\$PID_native"
+  URI_nbdkit_again=$URI_nbdkit PID_nbdkit_again=$PID_nbdkit
+  cat "$W/raw.img" >/dev/null
+  rounds nbdkit_again "native_$SNAPS"
+  SYSTEMS="$SYSTEMS nbdkit_again native_$SNAPS"
+fi
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 {
