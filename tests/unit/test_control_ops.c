@@ -891,6 +891,71 @@ TEST(reconcile_unsettled_rows)
 	env_close(e);
 }
 
+/* Deletes a crash interrupted are finished on the next open, keeping what
+ * clones still need (defer semantics). */
+TEST(reconcile_finishes_deletes)
+{
+	env ev, *e = &ev;
+	REQUIRE(env_open(e) == 0);
+	setup_vm(e);
+	CHECK(disk_write_pattern(e, "vm1/a", 0, 4096, 5) == 0);
+	OK("{\"op\":\"snapshot.create\",\"args\":{\"vm\":\"vm1\",\"name\":\"base\"}}");
+	OK("{\"op\":\"vm.clone\",\"args\":{\"snapshot\":\"vm1@base\",\"name\":\"c1\"}}");
+	fake_now++;
+	OK("{\"op\":\"snapshot.create\",\"args\":{\"vm\":\"vm1\",\"name\":\"free\"}}");
+	OK("{\"op\":\"vm.create\",\"args\":{\"name\":\"vm2\",\"sr\":\"sr1\",\"disks\":[{\"name\":\"d\","
+	   "\"size\":\"1M\"},{\"name\":\"e\",\"size\":\"1M\"}]}}");
+	vms_json *j = ok(e, "{\"op\":\"vm.show\",\"args\":{\"vm\":\"vm1\"}}");
+	char vm1[64];
+	snprintf(vm1, sizeof(vm1), "%s", jstr(j, "result.uuid"));
+	vms_json_free(j);
+	j = ok(e, "{\"op\":\"vdi.show\",\"args\":{\"vdi\":\"vm2/e\"}}");
+	char vdi_e[64];
+	snprintf(vdi_e, sizeof(vdi_e), "%s", jstr(j, "result.uuid"));
+	vms_json_free(j);
+	vms_control_close(e->ctl);
+	e->ctl = NULL;
+	{
+		/* the crash: vm.delete of vm1 and vdi.delete of vm2/e had only
+		 * written their intent */
+		vms_catalog *cat;
+		char path[128];
+		snprintf(path, sizeof(path), "%s/catalog.db", e->home);
+		REQUIRE(vms_catalog_open(&cat, path) == 0);
+		CHECK_OK(vms_cat_vm_set_state(cat, vm1, VMS_STATE_DELETING));
+		CHECK_OK(vms_cat_vdi_set_state(cat, vdi_e, VMS_STATE_DELETING));
+		vms_catalog_close(cat);
+	}
+	REQUIRE(vms_control_open(&e->ctl, e->home) == 0);
+	vms_control_set_clock(e->ctl, fake_clock, NULL);
+	FAILS("NOTFOUND", "{\"op\":\"vm.show\",\"args\":{\"vm\":\"vm1\"}}");
+	j = ok(e, "{\"op\":\"vm.show\",\"args\":{\"vm\":\"%s\",\"all\":true}}", vm1);
+	CHECK(vms_json_bool(jget(j, "result.is_deleted")));
+	CHECK(strcmp(jstr(j, "result.state"), "ready") == 0);
+	CHECK(jlen(j, "result.snapshots") == 1);   /* base, kept for c1; free reclaimed */
+	CHECK(vms_json_bool(jget(j, "result.snapshots.0.is_deleted")));
+	vms_json_free(j);
+	CHECK(disk_has_pattern(e, "c1/a", 0, 4096, 5));
+	FAILS("NOTFOUND", "{\"op\":\"vdi.show\",\"args\":{\"vdi\":\"vm2/e\"}}");
+	j = ok(e, "{\"op\":\"vm.show\",\"args\":{\"vm\":\"vm2\"}}");
+	CHECK(jlen(j, "result.disks") == 1);
+	vms_json_free(j);
+	j = ok(e, "{\"op\":\"check\"}");
+	CHECK(vms_json_bool(jget(j, "result.ok")));
+	CHECK(jlen(j, "result.unsettled") == 0);
+	CHECK(jint(j, "result.srs.0.report.unkeyed_count") == 0);
+	CHECK(jint(j, "result.srs.0.report.disk_count") == 3);   /* c1/a, c1/b, vm2/d */
+	vms_json_free(j);
+	/* and the cascade still works from there */
+	j = ok(e, "{\"op\":\"vm.delete\",\"args\":{\"vm\":\"c1\"}}");
+	CHECK(jlen(j, "result.deleted") == 5);   /* c1's a and b, c1, base, vm1 */
+	vms_json_free(j);
+	j = ok(e, "{\"op\":\"vm.list\",\"args\":{\"all\":true}}");
+	CHECK(jlen(j, "result.vms") == 1);
+	vms_json_free(j);
+	env_close(e);
+}
+
 /* A second control on the same home (the CLI next to the daemon) sees the
  * first one's commits: the cached snapshot index follows data_version. */
 TEST(index_cache_follows_other_connections)
