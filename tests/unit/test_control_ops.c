@@ -802,6 +802,30 @@ TEST(hooks_busy_force_quiesce)
 
 /* ---- reconciliation --------------------------------------------------------- */
 
+/* "Crash": close the control and open the catalog directly to plant the
+ * rows a crash would leave. */
+static vms_catalog *crash(env *e)
+{
+	vms_catalog *cat = NULL;
+	char path[128];
+	vms_control_close(e->ctl);
+	e->ctl = NULL;
+	snprintf(path, sizeof(path), "%s/catalog.db", e->home);
+	if (vms_catalog_open(&cat, path) < 0)
+		fprintf(stderr, "  catalog: %s\n", vms_error_last());
+	return cat;
+}
+
+/* "Restart": reopen the control, which reconciles. */
+static int restart(env *e, vms_catalog *cat)
+{
+	vms_catalog_close(cat);
+	if (vms_control_open(&e->ctl, e->home) < 0)
+		return -1;
+	vms_control_set_clock(e->ctl, fake_clock, NULL);
+	return 0;
+}
+
 TEST(reconcile_unsettled_rows)
 {
 	env ev, *e = &ev;
@@ -821,16 +845,12 @@ TEST(reconcile_unsettled_rows)
 	snprintf(vm, sizeof(vm), "%s", jstr(j, "result.uuid"));
 	snprintf(sr, sizeof(sr), "%s", jstr(j, "result.sr_uuid"));
 	vms_json_free(j);
-	vms_control_close(e->ctl);
-	e->ctl = NULL;
 
 	/* a crash left: a snapshot 'deleting', a VM and its disk 'creating', a
 	 * snapshot 'creating' */
+	vms_catalog *cat = crash(e);
+	REQUIRE(cat);
 	{
-		vms_catalog *cat;
-		char path[128];
-		snprintf(path, sizeof(path), "%s/catalog.db", e->home);
-		REQUIRE(vms_catalog_open(&cat, path) == 0);
 		CHECK_OK(vms_cat_snapshot_set_state(cat, snap, VMS_STATE_DELETING));
 		vms_cat_vm v = {0};
 		vms_uuid_generate(v.uuid);
@@ -858,10 +878,8 @@ TEST(reconcile_unsettled_rows)
 		s.state = VMS_STATE_CREATING;
 		s.created = s.time;
 		CHECK_OK(vms_cat_snapshot_insert(cat, &s, NULL, 0));
-		vms_catalog_close(cat);
 	}
-	REQUIRE(vms_control_open(&e->ctl, e->home) == 0);
-	vms_control_set_clock(e->ctl, fake_clock, NULL);
+	REQUIRE(restart(e, cat) == 0);
 	j = ok(e, "{\"op\":\"check\"}");
 	CHECK(jlen(j, "result.unsettled") == 0);
 	CHECK(jlen(j, "result.orphans") == 1);   /* the half VM's disk never got a ref */
@@ -913,21 +931,13 @@ TEST(reconcile_finishes_deletes)
 	char vdi_e[64];
 	snprintf(vdi_e, sizeof(vdi_e), "%s", jstr(j, "result.uuid"));
 	vms_json_free(j);
-	vms_control_close(e->ctl);
-	e->ctl = NULL;
-	{
-		/* the crash: vm.delete of vm1 and vdi.delete of vm2/e had only
-		 * written their intent */
-		vms_catalog *cat;
-		char path[128];
-		snprintf(path, sizeof(path), "%s/catalog.db", e->home);
-		REQUIRE(vms_catalog_open(&cat, path) == 0);
-		CHECK_OK(vms_cat_vm_set_state(cat, vm1, VMS_STATE_DELETING));
-		CHECK_OK(vms_cat_vdi_set_state(cat, vdi_e, VMS_STATE_DELETING));
-		vms_catalog_close(cat);
-	}
-	REQUIRE(vms_control_open(&e->ctl, e->home) == 0);
-	vms_control_set_clock(e->ctl, fake_clock, NULL);
+	/* the crash: vm.delete of vm1 and vdi.delete of vm2/e had only written
+	 * their intent */
+	vms_catalog *cat = crash(e);
+	REQUIRE(cat);
+	CHECK_OK(vms_cat_vm_set_state(cat, vm1, VMS_STATE_DELETING));
+	CHECK_OK(vms_cat_vdi_set_state(cat, vdi_e, VMS_STATE_DELETING));
+	REQUIRE(restart(e, cat) == 0);
 	FAILS("NOTFOUND", "{\"op\":\"vm.show\",\"args\":{\"vm\":\"vm1\"}}");
 	j = ok(e, "{\"op\":\"vm.show\",\"args\":{\"vm\":\"%s\",\"all\":true}}", vm1);
 	CHECK(vms_json_bool(jget(j, "result.is_deleted")));
