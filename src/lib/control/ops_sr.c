@@ -91,12 +91,14 @@ int ctl_op_sr_list(vms_json **out, ctl_req *r)
 		if ((rc = ctl_rec_sr(&rec, r->ctl, &v[i], 1)) == 0)
 			rc = vms_json_array_append(arr, rec);
 	}
-	if (rc == 0 && (rc = vms_json_object_set(o, "srs", arr)) == 0) {
+	if (rc == 0) {
+		rc = vms_json_object_set(o, "srs", arr);   /* takes arr, also on failure */
 		arr = NULL;
+	}
+	if (rc == 0) {
 		*out = o;
 		o = NULL;
 	}
-	arr = rc == 0 ? NULL : arr;
 done:
 	vms_cat_sr_list_free(v, n);
 	vms_json_free(arr);
