@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -1019,6 +1020,77 @@ TEST(native_key_log_torn_and_damaged)
 	CHECK(strstr(vms_error_last(), "keys.log") != NULL);
 	j = ok(e, "{\"op\":\"check\"}");
 	CHECK(!vms_json_bool(jget(j, "result.ok")));
+	vms_json_free(j);
+	env_close(e);
+}
+
+/* Mutated requests (random byte edits of valid ones) always get one
+ * well-formed envelope and never crash (seed printed; VMS_SEED replays). */
+TEST(mutated_requests_get_envelopes)
+{
+	env ev, *e = &ev;
+	REQUIRE(env_open(e) == 0);
+	setup_vm(e);
+	OK("{\"op\":\"snapshot.create\",\"args\":{\"vm\":\"vm1\",\"name\":\"s\"}}");
+	static const char *base[] = {
+		"{\"op\":\"snapshot.find\",\"args\":{\"snapshot\":\"vm1@before:2026-11-23T10:00:00Z\"}}",
+		"{\"op\":\"snapshot.list\",\"args\":{\"vm\":\"vm1\",\"since\":\"2026-11-23\",\"limit\":3}}",
+		"{\"op\":\"vm.show\",\"args\":{\"vm\":\"vm1\",\"all\":true}}",
+		"{\"op\":\"vdi.show\",\"args\":{\"vdi\":\"vm1/a\"}}",
+		"{\"op\":\"vm.tree\",\"args\":{\"vm\":\"vm1\"}}",
+		"{\"op\":\"vm.delete\",\"args\":{\"vm\":\"vm1\",\"dry_run\":true,\"recursive\":true}}",
+		"{\"op\":\"stats\",\"args\":{\"snapshot\":\"vm1@latest\"}}",
+		"{\"op\":\"vm.rollback\",\"args\":{\"vm\":\"vm1\",\"snapshot\":\"latest\",\"dry_run\":true}}",
+	};
+	const char *envs = getenv("VMS_SEED");
+	uint64_t x = envs ? strtoull(envs, NULL, 0) : (uint64_t)time(NULL);
+	fprintf(stderr, "  seed %llu (VMS_SEED to replay)\n", (unsigned long long)x);
+	if (!x)
+		x = 1;
+	static const char alphabet[] = "{}[]\":,@/.~-_0123456789azAZ \\\x01\xc3\xff";
+	for (int it = 0; it < 3000 && !test_failures_in_case; it++) {
+		char buf[512];
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		snprintf(buf, sizeof(buf), "%s", base[x % (sizeof(base) / sizeof(base[0]))]);
+		for (int m = 0, nm = 1 + (int)(x >> 8) % 4; m < nm; m++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			size_t len = strlen(buf), pos = (size_t)(x >> 16) % (len + 1);
+			char ch = alphabet[(x >> 40) % (sizeof(alphabet) - 1)];
+			switch (x % 3) {
+			case 0: /* replace */
+				if (pos < len)
+					buf[pos] = ch;
+				break;
+			case 1: /* delete */
+				if (pos < len)
+					memmove(buf + pos, buf + pos + 1, len - pos);
+				break;
+			default: /* insert */
+				if (len + 2 < sizeof(buf)) {
+					memmove(buf + pos + 1, buf + pos, len - pos + 1);
+					buf[pos] = ch;
+				}
+			}
+		}
+		char *out = NULL;
+		int rc = vms_control_exec(&out, e->ctl, buf);
+		vms_json *j = NULL;
+		if (!out || vms_json_parse(&j, out, strlen(out)) < 0 || jint(j, "output_version") != 1 ||
+		    (rc == 0) != (jget(j, "result") != NULL) ||
+		    (rc != 0 && strcmp(jstr(j, "error.code"), vms_error_name(rc)) != 0)) {
+			fprintf(stderr, "  request %s -> rc %d, response %s\n", buf, rc, out ? out : "(null)");
+			test_failures_in_case++;
+		}
+		vms_json_free(j);
+		free(out);
+	}
+	/* the data is still there */
+	vms_json *j = ok(e, "{\"op\":\"snapshot.list\",\"args\":{\"vm\":\"vm1\"}}");
+	CHECK(jint(j, "result.count") == 1);
 	vms_json_free(j);
 	env_close(e);
 }
