@@ -43,7 +43,7 @@
 extern "C" {
 #endif
 
-#define VMS_CATALOG_SCHEMA_VERSION 2
+#define VMS_CATALOG_SCHEMA_VERSION 3
 #define VMS_HOLD_MAX 64          /* characters of a snapshot hold tag */
 #define VMS_TYPE_MAX 31
 
@@ -77,6 +77,8 @@ typedef struct vms_cat_vm {
 	int state;
 	int64_t created;
 	uint64_t next_seq;      /* next snapshot sequence number */
+	char pending_rollback[VMS_UUID_BUF];  /* (schema 3) snapshot a rollback in progress
+	                                       * targets; "" when none */
 } vms_cat_vm;
 
 typedef struct vms_cat_vdi {
@@ -158,6 +160,9 @@ int vms_cat_vm_list(vms_cat_vm **out, size_t *n, vms_catalog *cat, const char *s
 int vms_cat_vm_children(vms_cat_vm **out, size_t *n, vms_catalog *cat, const char *snapshot_uuid);
 int vms_cat_vm_set_state(vms_catalog *cat, const char *uuid, int state);
 int vms_cat_vm_set_deleted(vms_catalog *cat, const char *uuid);
+/* Record (snapshot_uuid) or clear (NULL) the intent of a rollback of the
+ * VM's disks, written before the backend acts and cleared after. */
+int vms_cat_vm_set_pending_rollback(vms_catalog *cat, const char *uuid, const char *snapshot_uuid);
 /* Allocate the next snapshot sequence number of a VM. */
 int vms_cat_vm_next_seq(uint64_t *out, vms_catalog *cat, const char *uuid);
 /* Remove a VM row (and the policy of that VM, if any). */

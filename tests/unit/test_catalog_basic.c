@@ -298,6 +298,16 @@ TEST(snapshot_rows_children_holds)
 	CHECK_OK(vms_cat_snapshot_get(&got, cat, s.uuid));
 	CHECK(got.hold[0] == 0);
 
+	/* the intent of a rollback */
+	CHECK_OK(vms_cat_vm_set_pending_rollback(cat, vm.uuid, s.uuid));
+	vms_cat_vm gv;
+	CHECK_OK(vms_cat_vm_get(&gv, cat, vm.uuid, 0));
+	CHECK(strcmp(gv.pending_rollback, s.uuid) == 0);
+	CHECK(vms_cat_vm_set_pending_rollback(cat, vm.uuid, "00000000-0000-4000-8000-000000000000") < 0);
+	CHECK_OK(vms_cat_vm_set_pending_rollback(cat, vm.uuid, NULL));
+	CHECK_OK(vms_cat_vm_get(&gv, cat, vm.uuid, 0));
+	CHECK(gv.pending_rollback[0] == 0);
+
 	/* lists and counts */
 	CHECK_OK(vms_cat_snapshot_set_state(cat, s.uuid, VMS_STATE_READY));
 	CHECK_OK(vms_cat_snapshot_set_deleted(cat, t.uuid));
@@ -440,7 +450,7 @@ static int sql(const char *p, const char *stmt)
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
-TEST(migration_1_to_2_keeps_data)
+TEST(migrations_from_1_keep_data)
 {
 	vms_catalog *cat = fresh();
 	REQUIRE(cat);
@@ -458,9 +468,12 @@ TEST(migration_1_to_2_keeps_data)
 	vms_catalog_close(cat);
 	/* turn it into a schema-1 catalog, as the first release wrote it */
 	REQUIRE(sql(path, "DROP TABLE policy; ALTER TABLE snapshot DROP COLUMN hold; "
-	                  "PRAGMA user_version = 1;") == 0);
+	                  "ALTER TABLE vm DROP COLUMN pending_rollback; PRAGMA user_version = 1;") == 0);
 	REQUIRE(vms_catalog_open(&cat, path) == 0);
-	CHECK(vms_catalog_schema_version(cat) == 2);
+	CHECK(vms_catalog_schema_version(cat) == VMS_CATALOG_SCHEMA_VERSION);
+	vms_cat_vm gv;
+	CHECK_OK(vms_cat_vm_get(&gv, cat, vm.uuid, 0));
+	CHECK(gv.pending_rollback[0] == 0);
 	vms_cat_snapshot got;
 	CHECK_OK(vms_cat_snapshot_get(&got, cat, s.uuid));
 	CHECK(strcmp(got.name, "old") == 0 && got.hold[0] == 0);
@@ -479,7 +492,9 @@ TEST(refuses_newer_foreign_and_non_databases)
 	CHECK(vms_catalog_open(&cat, path) == VMS_ENOTSUP);
 	CHECK(strstr(vms_error_last(), "newer") != NULL);
 	/* the refused file is untouched */
-	REQUIRE(sql(path, "PRAGMA user_version = 2;") == 0);
+	char reset[64];
+	snprintf(reset, sizeof(reset), "PRAGMA user_version = %d;", VMS_CATALOG_SCHEMA_VERSION);
+	REQUIRE(sql(path, reset) == 0);
 	CHECK_OK(vms_catalog_open(&cat, path));
 	vms_catalog_close(cat);
 

@@ -967,6 +967,45 @@ TEST(reconcile_finishes_deletes)
 	env_close(e);
 }
 
+/* A rollback a crash interrupted (its intent recorded, not cleared) is
+ * done again on the next open, for every disk. */
+TEST(reconcile_redoes_rollback)
+{
+	env ev, *e = &ev;
+	REQUIRE(env_open(e) == 0);
+	setup_vm(e);
+	CHECK(disk_write_pattern(e, "vm1/a", 0, 4096, 1) == 0);
+	CHECK(disk_write_pattern(e, "vm1/b", 0, 4096, 2) == 0);
+	vms_json *j = ok(e, "{\"op\":\"snapshot.create\",\"args\":{\"vm\":\"vm1\",\"name\":\"s\"}}");
+	char snap[64], vm[64];
+	snprintf(snap, sizeof(snap), "%s", jstr(j, "result.uuid"));
+	snprintf(vm, sizeof(vm), "%s", jstr(j, "result.vm_uuid"));
+	vms_json_free(j);
+	CHECK(disk_write_pattern(e, "vm1/a", 0, 4096, 3) == 0);
+	CHECK(disk_write_pattern(e, "vm1/b", 0, 4096, 4) == 0);
+	/* a rollback that completes leaves no intent behind */
+	fake_now++;
+	OK("{\"op\":\"snapshot.create\",\"args\":{\"vm\":\"vm1\",\"name\":\"t\"}}");
+	OK("{\"op\":\"vm.rollback\",\"args\":{\"vm\":\"vm1\",\"snapshot\":\"t\"}}");
+	vms_catalog *cat = crash(e);
+	REQUIRE(cat);
+	vms_cat_vm v;
+	CHECK_OK(vms_cat_vm_get(&v, cat, vm, 0));
+	CHECK(v.pending_rollback[0] == 0);
+	/* the crash: the rollback to s had written its intent only */
+	CHECK_OK(vms_cat_vm_set_pending_rollback(cat, vm, snap));
+	REQUIRE(restart(e, cat) == 0);
+	CHECK(disk_has_pattern(e, "vm1/a", 0, 4096, 1));
+	CHECK(disk_has_pattern(e, "vm1/b", 0, 4096, 2));
+	CHECK(disk_has_pattern(e, "vm1/a@t", 0, 4096, 3));
+	cat = crash(e);
+	REQUIRE(cat);
+	CHECK_OK(vms_cat_vm_get(&v, cat, vm, 0));
+	CHECK(v.pending_rollback[0] == 0);
+	REQUIRE(restart(e, cat) == 0);
+	env_close(e);
+}
+
 /* The native SR's key log: a torn last record (crash while appending) is
  * cut off on open; damage before it is CORRUPT, never silently ignored. */
 TEST(native_key_log_torn_and_damaged)

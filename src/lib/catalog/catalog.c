@@ -109,6 +109,8 @@ static const char *const migrations[] = {
 	"  spec TEXT NOT NULL,"
 	"  updated INTEGER NOT NULL);"
 	"ALTER TABLE snapshot ADD COLUMN hold TEXT;",
+	/* 2 -> 3: the intent of a rollback in progress (reconciliation redoes it) */
+	"ALTER TABLE vm ADD COLUMN pending_rollback TEXT REFERENCES snapshot(uuid);",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -572,7 +574,8 @@ int vms_cat_sr_delete(vms_catalog *cat, const char *uuid)
 
 /* ---- VM ---------------------------------------------------------------- */
 
-#define VM_COLS "uuid, name, sr_uuid, parent_snapshot, is_deleted, state, created, next_seq"
+#define VM_INSERT_COLS "uuid, name, sr_uuid, parent_snapshot, is_deleted, state, created, next_seq"
+#define VM_COLS VM_INSERT_COLS ", pending_rollback"
 
 static void vm_row(vms_cat_vm *o, sqlite3_stmt *st)
 {
@@ -585,6 +588,7 @@ static void vm_row(vms_cat_vm *o, sqlite3_stmt *st)
 	o->state = sqlite3_column_int(st, 5);
 	o->created = sqlite3_column_int64(st, 6);
 	o->next_seq = (uint64_t)sqlite3_column_int64(st, 7);
+	col_copy(o->pending_rollback, sizeof(o->pending_rollback), st, 8);
 }
 
 DEFINE_LIST(collect_vm, vms_cat_vm, vm_row)
@@ -593,7 +597,7 @@ int vms_cat_vm_insert(vms_catalog *cat, const vms_cat_vm *vm)
 {
 	sqlite3_stmt *st;
 	int rc;
-	if ((rc = prep(&st, cat, "INSERT INTO vm(" VM_COLS ") VALUES(?,?,?,?,?,?,?,?)")) < 0)
+	if ((rc = prep(&st, cat, "INSERT INTO vm(" VM_INSERT_COLS ") VALUES(?,?,?,?,?,?,?,?)")) < 0)
 		return rc;
 	bind_text(st, 1, vm->uuid);
 	bind_text(st, 2, vm->name);
@@ -676,6 +680,17 @@ int vms_cat_vm_set_state(vms_catalog *cat, const char *uuid, int state)
 int vms_cat_vm_set_deleted(vms_catalog *cat, const char *uuid)
 {
 	return set_int_col(cat, "UPDATE vm SET is_deleted = ?1 WHERE uuid = ?2", 1, uuid, "vm deleted");
+}
+
+int vms_cat_vm_set_pending_rollback(vms_catalog *cat, const char *uuid, const char *snapshot_uuid)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if ((rc = prep(&st, cat, "UPDATE vm SET pending_rollback = ?1 WHERE uuid = ?2")) < 0)
+		return rc;
+	bind_text(st, 1, snapshot_uuid);
+	bind_text(st, 2, uuid);
+	return run_one(cat, st, "vm pending rollback", uuid);
 }
 
 int vms_cat_vm_next_seq(uint64_t *out, vms_catalog *cat, const char *uuid)

@@ -587,8 +587,20 @@ int ctl_rollback(vms_json **out, ctl_req *r, const vms_cat_vm *vm, const vms_cat
 		snap_refs[j] = sd[j].ref;
 	}
 	if (!dry_run && nsd) {
-		if ((rc = m.be->rollback(new_refs, m.h, vm->uuid, refs, snap_refs, nsd)) < 0)
+		/* intent first: a crash (or a failure) part-way through the disks
+		 * is finished by reconciliation, which redoes the rollback */
+		if ((rc = ctl_begin(ctl)) < 0)
 			goto done;
+		if ((rc = vms_cat_vm_set_pending_rollback(ctl->cat, vm->uuid, s->uuid)) < 0 ||
+		    (rc = ctl_commit(ctl)) < 0) {
+			vms_catalog_rollback(ctl->cat);
+			goto done;
+		}
+		if ((rc = m.be->rollback(new_refs, m.h, vm->uuid, refs, snap_refs, nsd)) < 0) {
+			vms_error_wrap(rc, "rollback of VM '%s' to %s incomplete (run it again; it is also "
+			               "finished when vmsnap next opens the catalog)", vm->name, full);
+			goto done;
+		}
 		if ((rc = ctl_begin(ctl)) < 0)
 			goto done;
 		for (size_t j = 0; j < nsd && rc == 0; j++) {
@@ -597,6 +609,8 @@ int ctl_rollback(vms_json **out, ctl_req *r, const vms_cat_vm *vm, const vms_cat
 			if (rc == 0)
 				rc = vms_cat_vdi_set_size(ctl->cat, sd[j].vdi_uuid, sd[j].size);
 		}
+		if (rc == 0)
+			rc = vms_cat_vm_set_pending_rollback(ctl->cat, vm->uuid, NULL);
 		if (rc < 0 || (rc = ctl_commit(ctl)) < 0) {
 			vms_catalog_rollback(ctl->cat);
 			goto done;

@@ -13,6 +13,7 @@
  *   VDI 'deleting'       backend delete again, then row removed or detached
  *   VM 'creating'        roll back: disks with refs deleted, rows removed
  *   VM 'deleting'        the VM delete is finished (deferring what clones need)
+ *   VM pending_rollback  the rollback is done again (idempotent), then cleared
  *
  * Rollback of creates and completion of deletes are both safe because a
  * backend object is only ever referenced by the catalog after it exists
@@ -193,6 +194,34 @@ static int settle_vms(ctl_del *d, char **u, int *st, size_t n)
 	return rc;
 }
 
+/* Rollbacks whose intent was recorded but not cleared: redo them (the
+ * backend rollback is idempotent), which also brings the catalog's disk
+ * sizes and refs in line. */
+static int settle_rollbacks(ctl_req *r)
+{
+	vms_control *ctl = r->ctl;
+	vms_cat_vm *v = NULL;
+	size_t n = 0;
+	int rc;
+	if ((rc = vms_cat_vm_list(&v, &n, ctl->cat, NULL, 1)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		vms_cat_snapshot s;
+		vms_json *out = NULL;
+		if (!v[i].pending_rollback[0])
+			continue;
+		if (vms_cat_snapshot_get(&s, ctl->cat, v[i].pending_rollback) == 0 &&
+		    ctl_rollback(&out, r, &v[i], &s, 1, 0) == 0) {
+			vms_json_free(out);
+			continue;
+		}
+		/* the target cannot be reached now: try again on the next open */
+		vms_error_clear();
+	}
+	free(v);
+	return 0;
+}
+
 int ctl_reconcile(vms_control *ctl)
 {
 	static const char *const kinds[] = {"sr", "snapshot", "vdi", "vm"};
@@ -216,6 +245,8 @@ int ctl_reconcile(vms_control *ctl)
 		vms_cat_strv_free(u, n);
 		free(st);
 	}
+	if (rc == 0)
+		rc = settle_rollbacks(&r);
 	ctl_del_clear(&d);
 	vms_json_free(r.extra);
 	vms_catalog_rollback(ctl->cat);
