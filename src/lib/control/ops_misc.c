@@ -114,6 +114,27 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 	}
 	if (rc < 0)
 		goto done;
+	{
+		/* rollbacks whose intent is still recorded */
+		vms_cat_vm *vms = NULL;
+		size_t nvm = 0;
+		if ((rc = vms_cat_vm_list(&vms, &nvm, ctl->cat, NULL, 1)) < 0)
+			goto done;
+		for (size_t i = 0; i < nvm && rc == 0; i++) {
+			if (!vms[i].pending_rollback[0])
+				continue;
+			vms_json *x = vms_json_new_object();
+			if (x) {
+				vms_json_object_set_string(x, "kind", "vm");
+				vms_json_object_set_string(x, "uuid", vms[i].uuid);
+				vms_json_object_set_string(x, "state", "rollback pending");
+			}
+			rc = vms_json_array_append(unset, x);
+		}
+		free(vms);
+		if (rc < 0)
+			goto done;
+	}
 	vms_json_object_set_bool(o, "ok", ok);
 	vms_json_object_set(o, "catalog", cat);
 	vms_json_object_set(o, "srs", arr);
