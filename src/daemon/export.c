@@ -4,8 +4,15 @@
  * Design and invariants
  *  - xs->lock guards the list of exports and their reference counts; an
  *    export stays in the list while refs > 0 or while it waits for reopen.
- *  - e->lock guards the gate: hold_writes/hold_all (counters, holds nest),
- *    inflight_reads/inflight_writes, and e->disk while I/O is drained.
+ *  - The gate: hold_writes/hold_all (counters, holds nest) and
+ *    inflight_reads/inflight_writes are atomics.  An I/O first counts
+ *    itself in flight, then looks at the holds (both sequentially
+ *    consistent); a holder first sets its hold, then waits, under e->lock,
+ *    for the in-flight count to drain.  So either the I/O sees the hold
+ *    and backs off, or the holder sees the I/O and waits for it: the fast
+ *    path takes no lock.  Waits (holders, backed-off I/O) happen on
+ *    e->cond under e->lock; whoever changes a hold or drains the last I/O
+ *    while a hold is set broadcasts under e->lock, so no wake-up is lost.
  *  - e->disk is only replaced or closed while hold_all > 0 and no I/O is in
  *    flight, so an I/O that entered the gate always uses a live handle.
  *  - A writable export is found by its key (the VDI uuid) and by name;
@@ -17,6 +24,7 @@
 #include "export.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,11 +48,13 @@ struct vmsd_export {
 	/* under lock: the gate */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	unsigned hold_writes;
-	unsigned hold_all;
-	unsigned inflight_reads;
-	unsigned inflight_writes;
-	int dead;              /* the disk went away: every I/O fails */
+	/* Atomic (sequentially consistent), so that an I/O enters and leaves
+	 * the gate without the lock while nothing is held (see enter). */
+	_Atomic unsigned hold_writes;
+	_Atomic unsigned hold_all;
+	_Atomic unsigned inflight_reads;
+	_Atomic unsigned inflight_writes;
+	_Atomic int dead;      /* the disk went away: every I/O fails */
 	int dirty;             /* written since the last flush on release */
 };
 
@@ -115,10 +125,7 @@ static struct vmsd_export *find_locked(vmsd_exports *xs, const char *name, const
 		 * held until the reopen, then uses the new handle. */
 		if (e->info.readonly != readonly)
 			continue;
-		pthread_mutex_lock(&e->lock);
-		int dead = e->dead;
-		pthread_mutex_unlock(&e->lock);
-		if (dead)
+		if (e->dead)
 			continue;
 		if (name && strcmp(e->name, name) == 0)
 			return e;
@@ -242,36 +249,47 @@ const struct vmsd_export_info *vmsd_export_info(const vmsd_export *e)
 	return &e->info;
 }
 
+static int held(struct vmsd_export *e, int write)
+{
+	return e->hold_all || (write && e->hold_writes);
+}
+
+static void gate_out(struct vmsd_export *e, int write)
+{
+	unsigned left = write ? --e->inflight_writes : --e->inflight_reads;
+	if (left == 0 && (e->hold_all || e->hold_writes)) {
+		/* A holder may be waiting for this drain. */
+		pthread_mutex_lock(&e->lock);
+		pthread_cond_broadcast(&e->cond);
+		pthread_mutex_unlock(&e->lock);
+	}
+}
+
 vms_disk *vmsd_export_enter(vmsd_export *e, int write)
 {
-	pthread_mutex_lock(&e->lock);
-	while (!e->dead && (e->hold_all || (write && e->hold_writes)))
-		pthread_cond_wait(&e->cond, &e->lock);
-	if (e->dead) {
+	for (;;) {
+		if (write)
+			e->inflight_writes++;
+		else
+			e->inflight_reads++;
+		if (!held(e, write) && !e->dead)
+			return e->disk; /* stable while we are counted in flight */
+		gate_out(e, write);
+		pthread_mutex_lock(&e->lock);
+		while (!e->dead && held(e, write))
+			pthread_cond_wait(&e->cond, &e->lock);
 		pthread_mutex_unlock(&e->lock);
-		vms_error_set(VMS_EIO, "export %s: the disk was removed or could not be reopened", e->name);
-		return NULL;
+		if (e->dead) {
+			vms_error_set(VMS_EIO, "export %s: the disk was removed or could not be reopened",
+			              e->name);
+			return NULL;
+		}
 	}
-	if (write)
-		e->inflight_writes++;
-	else
-		e->inflight_reads++;
-	vms_disk *d = e->disk;
-	pthread_mutex_unlock(&e->lock);
-	return d;
 }
 
 void vmsd_export_leave(vmsd_export *e, int write)
 {
-	pthread_mutex_lock(&e->lock);
-	if (write)
-		e->inflight_writes--;
-	else
-		e->inflight_reads--;
-	if ((e->hold_writes || e->hold_all) && e->inflight_writes == 0 &&
-	    (e->inflight_reads == 0 || !e->hold_all))
-		pthread_cond_broadcast(&e->cond);
-	pthread_mutex_unlock(&e->lock);
+	gate_out(e, write);
 }
 
 void vmsd_export_dirty(vmsd_export *e)
