@@ -258,7 +258,7 @@ verify_pass() { # system fn n
   uri=$(bench_nbd_uri "$SYS_SOCK" "$SYS_EXPORT")
   [ $ok = 1 ] && { bench_fio "$RAW_OUT/$sys-verify-write.json" "$uri" "${vargs[@]}" --do_verify=1 || ok=0; }
   "${fn}_unserve"
-  if [ $ok = 1 ] && [ "$n" -gt 0 ]; then "${fn}_snapshot" verify || ok=0; fi
+  if [ $ok = 1 ] && [ "$n" -gt 0 ]; then "${fn}_snapshot" verify >>"$BENCH_LOG" 2>&1 || ok=0; fi
   if [ $ok = 1 ]; then
     serve "$fn" && bench_probe_open 2>>"$BENCH_LOG" || ok=0
     [ $ok = 1 ] && { bench_fio "$RAW_OUT/$sys-verify-reread.json" "$uri" "${vargs[@]}" --verify_only=1 || ok=0; }
