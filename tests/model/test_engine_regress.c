@@ -5,6 +5,7 @@
  * what must hold.  Each comment says how it was found.
  */
 #undef NDEBUG
+#include "vmsnap/io_fault.h"
 #include "test_engine_model.h"
 
 static vms_pool *fresh_pool(char *path, size_t cap, uint64_t size)
@@ -89,6 +90,62 @@ TEST(shrinking_drops_the_partial_last_block)
 	CHECK(pool_clean(pool));
 	CHECK_OK(vms_pool_close(pool));
 	unlink(path);
+}
+
+/* Found by test_engine_crash (failed_data_write_*, random_io_errors_*):
+ * when the data write of a redirect-on-write fails (EIO or ENOSPC from
+ * below), the leaf entry was already pointed at the new, never written
+ * block and the old block released: the volume's old data is lost (reads
+ * show whatever the new block held), and a commit makes that permanent.
+ * A failed write must leave each block old or new - here the old one, since
+ * the only data write failed. */
+static void failed_write_keeps_old_data(size_t len, uint64_t off, int csum)
+{
+	char path[128];
+	vms_io *file;
+	vms_io_fault *f = NULL;
+	vms_pool *pool = NULL;
+	REQUIRE(model_pool_path(path, sizeof(path), "regress") == 0);
+	REQUIRE(vms_io_file_open(&file, path, 1, 0) == 0);
+	REQUIRE(vms_io_fault_new(&f, file, 1, 1) == 0);
+	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .data_checksums = csum};
+	REQUIRE(vms_pool_create(&pool, vms_io_fault_io(f), 16ull << 20, &o) == 0);
+	vms_vol_id vol;
+	unsigned char old[16384], buf[16384], got[16384];
+	memset(old, 0x11, sizeof(old));
+	memset(buf, 0x22, sizeof(buf));
+	CHECK_OK(vms_vol_create(&vol, pool, 1 << 20));
+	CHECK_OK(vms_vol_write(pool, vol, old, sizeof(old), 0, 0));
+	CHECK_OK(vms_pool_commit(pool));
+	/* fail every write from now on: no data write of this request lands */
+	vms_fault_rule r = {.ops = VMS_FAULT_WRITE, .nth = 1, .repeat = 1, .error = VMS_EIO};
+	CHECK(vms_io_fault_add(f, &r) >= 0);
+	CHECK(vms_vol_write(pool, vol, buf, len, off, 0) == VMS_EIO);
+	vms_io_fault_clear(f);
+	CHECK_OK(vms_vol_read(pool, vol, got, sizeof(got), 0));
+	CHECK(memcmp(got, old, sizeof(old)) == 0);
+	CHECK_OK(vms_pool_commit(pool));
+	CHECK_OK(vms_vol_read(pool, vol, got, sizeof(got), 0));
+	CHECK(memcmp(got, old, sizeof(old)) == 0);
+	CHECK(pool_clean(pool));
+	vms_pool_close(pool);
+	vms_io_fault_free(f);
+	unlink(path);
+}
+
+TEST(failed_sub_block_write_keeps_the_old_data)
+{
+	failed_write_keeps_old_data(2048, 4096 + 1024, 0);
+}
+
+TEST(failed_full_block_write_keeps_the_old_data)
+{
+	failed_write_keeps_old_data(8192, 4096, 0);
+}
+
+TEST(failed_write_keeps_the_old_data_with_checksums)
+{
+	failed_write_keeps_old_data(8192, 4096, 1);
 }
 
 TEST_MAIN()
