@@ -535,6 +535,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "   s1: %" PRIu64 " data bytes, referenced %" PRIu64 ", unique %" PRIu64 "\n", data,
 		        ref_sum, uniq_sum);
 	}
+	{
+		/* between s1 and s2, disk A got 3 blocks of 64 KiB and disk B one */
+		vms_ref_space a, b;
+		CHECK_OK(be->ref_space(&a, sr, s2[0].ref), "ref_space of %s", s2[0].ref);
+		CHECK_OK(be->ref_space(&b, sr, s2[1].ref), "ref_space of %s", s2[1].ref);
+		if (a.written != UINT64_MAX && b.written != UINT64_MAX)
+			CHECK(a.written + b.written == 4 * BLK, "s2 wrote %" PRIu64 " + %" PRIu64 " bytes since s1, "
+			      "expected %u", a.written, b.written, 4 * BLK);
+		fprintf(stderr, "   s2: written %" PRIu64 " + %" PRIu64 " (UINT64_MAX = unknown)\n", a.written, b.written);
+		if (strcmp(type, "reflink") == 0)
+			CHECK(a.written != UINT64_MAX, "reflink reports written");
+	}
 
 	step("rollback to s1 (not the latest): s2 and s3 are kept");
 	rollback(vm, d, s1, 2);

@@ -325,6 +325,28 @@ TEST(copy_and_reflink)
 		CHECK(vms_raw__reflink_file(rl, src, 1) == VMS_EEXISTS);
 		if (vms_raw__unshared(&unshared, rl) == 0)
 			CHECK(unshared == 0);                   /* every extent is shared */
+		uint64_t w = 1;
+		CHECK_OK(vms_raw__written(&w, rl, src));
+		CHECK(w == 0);                                  /* nothing written since the clone */
+		int fd = open(rl, O_WRONLY);
+		char blk[8192];
+		memset(blk, 0x77, sizeof(blk));
+		CHECK(fd >= 0 && pwrite(fd, blk, sizeof(blk), 4096) == (ssize_t)sizeof(blk));
+		if (fd >= 0)
+			close(fd);
+		CHECK_OK(vms_raw__written(&w, rl, src));
+		CHECK(w == sizeof(blk));
+		CHECK_OK(vms_raw__written(&w, src, rl));
+		CHECK(w == sizeof(blk));                        /* symmetric: the old blocks differ too */
+	}
+	if (rc == 0 || rc == VMS_ENOTSUP) {
+		uint64_t w = 0;
+		int wrc = vms_raw__written(&w, dst, NULL);
+		CHECK(wrc == 0 || wrc == VMS_ENOTSUP);
+		if (wrc == 0)
+			CHECK(w == alloc);                      /* no previous: everything allocated */
+		if (wrc == 0 && vms_raw__written(&w, dst, src) == 0)
+			CHECK(w == alloc);                      /* a plain copy shares nothing */
 	}
 	CHECK_OK(vms_raw__fsync_parent(dst));
 	CHECK_OK(vms_raw__fsync_dir(tdir()));

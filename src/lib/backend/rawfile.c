@@ -726,14 +726,17 @@ int vms_raw__allocated(uint64_t *out, const char *path)
 	return 0;
 }
 
-int vms_raw__unshared(uint64_t *out, const char *path)
+int vms_raw__extents(vms_raw_extent **out, size_t *count, const char *path)
 {
 	enum { NEXT = 256 };
 	struct fiemap *fm = NULL;
-	uint64_t start = 0, total = 0;
+	vms_raw_extent *v = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t start = 0;
 	int fd, rc = 0, last = 0;
 
-	*out = 0;
+	*out = NULL;
+	*count = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return vms_error_set_errno(errno, "open %s", path);
@@ -759,16 +762,88 @@ int vms_raw__unshared(uint64_t *out, const char *path)
 			break;
 		for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
 			struct fiemap_extent *e = &fm->fm_extents[i];
-			if (!(e->fe_flags & FIEMAP_EXTENT_SHARED))
-				total += e->fe_length;
+			if (n == cap) {
+				vms_raw_extent *nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
+				if (!nv) {
+					rc = vms_error_set(VMS_ENOMEM, "out of memory");
+					goto done;
+				}
+				v = nv;
+			}
+			v[n++] = (vms_raw_extent){e->fe_logical, e->fe_physical, e->fe_length, e->fe_flags};
 			if (e->fe_flags & FIEMAP_EXTENT_LAST)
 				last = 1;
+			if (e->fe_logical + e->fe_length <= start && n > 1) {
+				rc = vms_error_set(VMS_EIO, "FIEMAP %s: extents do not advance", path);
+				goto done;
+			}
 			start = e->fe_logical + e->fe_length;
 		}
 	}
-	*out = total;
+	*out = v;
+	*count = n;
+	v = NULL;
 done:
+	free(v);
 	free(fm);
 	close(fd);
 	return rc;
+}
+
+int vms_raw__unshared(uint64_t *out, const char *path)
+{
+	vms_raw_extent *e = NULL;
+	size_t n = 0;
+	int rc;
+
+	*out = 0;
+	if ((rc = vms_raw__extents(&e, &n, path)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if (!(e[i].flags & FIEMAP_EXTENT_SHARED))
+			*out += e[i].length;
+	free(e);
+	return 0;
+}
+
+/* Extents whose physical place cannot be compared. */
+static int opaque(const vms_raw_extent *e)
+{
+	return (e->flags & (FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_DATA_INLINE |
+	                    FIEMAP_EXTENT_NOT_ALIGNED)) != 0;
+}
+
+int vms_raw__written(uint64_t *out, const char *path, const char *prev)
+{
+	vms_raw_extent *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0, j = 0;
+	uint64_t total = 0;
+	int rc;
+
+	*out = 0;
+	if ((rc = vms_raw__extents(&a, &na, path)) < 0)
+		return rc;
+	if (prev && (rc = vms_raw__extents(&b, &nb, prev)) < 0) {
+		free(a);
+		return rc;
+	}
+	/* both lists are sorted by logical offset and do not overlap */
+	for (size_t i = 0; i < na; i++) {
+		uint64_t lo = a[i].logical, hi = a[i].logical + a[i].length, same = 0;
+		while (j < nb && b[j].logical + b[j].length <= lo)
+			j++;
+		for (size_t k = j; k < nb && b[k].logical < hi; k++) {
+			uint64_t olo = lo > b[k].logical ? lo : b[k].logical;
+			uint64_t ohi = hi < b[k].logical + b[k].length ? hi : b[k].logical + b[k].length;
+			if (olo >= ohi || opaque(&a[i]) || opaque(&b[k]))
+				continue;
+			if (a[i].physical + (olo - a[i].logical) == b[k].physical + (olo - b[k].logical))
+				same += ohi - olo;
+		}
+		total += a[i].length - same;
+	}
+	*out = total;
+	free(a);
+	free(b);
+	return 0;
 }

@@ -108,6 +108,20 @@ int vms_raw__allocated(uint64_t *out, const char *path);
  * FIEMAP_EXTENT_SHARED); VMS_ENOTSUP when FIEMAP is not available. */
 int vms_raw__unshared(uint64_t *out, const char *path);
 
+/* The extents of a file (FIEMAP, synced first), sorted by logical offset;
+ * malloc'd array.  VMS_ENOTSUP when FIEMAP is not available. */
+typedef struct vms_raw_extent {
+	uint64_t logical, physical, length;
+	uint32_t flags;              /* FIEMAP_EXTENT_* */
+} vms_raw_extent;
+int vms_raw__extents(vms_raw_extent **out, size_t *count, const char *path);
+
+/* Bytes of `path`'s extents not at the same physical place as `prev`'s at
+ * the same offsets: what was written to path since it was a reflink copy of
+ * prev (prev NULL: every allocated byte).  Extents whose place FIEMAP does
+ * not tell (unknown, delayed allocation, inline) count as written. */
+int vms_raw__written(uint64_t *out, const char *path, const char *prev);
+
 /* malloc'd "a/b" (NULL-safe error on overflow / ENOMEM). */
 int vms_raw__join(char **out, const char *a, const char *b);
 

@@ -8,6 +8,7 @@
  *   <vm_key>/disks/<disk_key>.raw            a disk          ref "<vm>/<disk>"
  *   <vm_key>/snapshots/<snap_key>/<disk>.raw a disk in a VM snapshot
  *                                            ref "<vm>@<snap>/<disk>"
+ *   <vm_key>/snapshots/<snap_key>/.snapshot  its order: seq, version, crc32c
  *
  * Invariants and crash safety:
  *  - A snapshot directory exists under its final name only when complete:
@@ -41,6 +42,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmsnap/backend.h"
@@ -505,6 +507,136 @@ static int rl_disk_resize(vms_sr_handle *h, const char *ref, uint64_t size)
 	return rc;
 }
 
+/* ---- snapshot metadata: the order of a VM's snapshots ----------------------
+ *
+ * Every snapshot directory holds SNAPMETA, one line
+ * "vmsnap-snapshot version=1 seq=N crc32c=XXXXXXXX": N orders the VM's
+ * snapshots (nanoseconds of the realtime clock, forced above every existing
+ * one, so a clock step cannot reorder them).  `written` of a disk or disk
+ * snapshot compares its extents with those of the previous snapshot. */
+
+#define SNAPMETA ".snapshot"
+
+static void snapmeta_text(char *buf, size_t n, uint64_t seq)
+{
+	char body[96];
+	int l = snprintf(body, sizeof(body), "vmsnap-snapshot version=1 seq=%llu", (unsigned long long)seq);
+	snprintf(buf, n, "%s crc32c=%08x\n", body, vms_crc32c(0, body, (size_t)l));
+}
+
+/* seq of the snapshot directory `dir`; VMS_ECORRUPT when the file is bad. */
+static int snapmeta_read(uint64_t *seq, const char *dir)
+{
+	char *p = NULL, got[160], want[160];
+	unsigned long long v;
+	ssize_t n;
+	int fd, rc;
+
+	*seq = 0;
+	if ((rc = pathf(&p, "%s/" SNAPMETA, dir)) < 0)
+		return rc;
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = vms_error_set_errno(errno, "open %s", p);
+		free(p);
+		return rc;
+	}
+	n = read(fd, got, sizeof(got) - 1);
+	close(fd);
+	got[n < 0 ? 0 : n] = '\0';
+	if (sscanf(got, "vmsnap-snapshot version=1 seq=%llu ", &v) == 1) {
+		snapmeta_text(want, sizeof(want), v);
+		if (strcmp(got, want) == 0) {
+			*seq = v;
+			free(p);
+			return 0;
+		}
+	}
+	rc = vms_error_set(VMS_ECORRUPT, "snapshot metadata %s is invalid", p);
+	free(p);
+	return rc;
+}
+
+static int snapmeta_write(const char *dir, uint64_t seq)
+{
+	char text[160], *p = NULL;
+	size_t len;
+	int fd, rc = 0;
+
+	snapmeta_text(text, sizeof(text), seq);
+	len = strlen(text);
+	if ((rc = pathf(&p, "%s/" SNAPMETA, dir)) < 0)
+		return rc;
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
+		rc = vms_error_set_errno(errno, "write %s", p);
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	return rc;
+}
+
+/*
+ * Scan the VM's snapshots: *max_seq = the highest seq; with `disk`, *prev =
+ * the path of disk's file in the newest snapshot with seq < before that has
+ * it (NULL when none).  Snapshots with bad metadata are skipped (check
+ * reports them).
+ */
+static int snap_scan(uint64_t *max_seq, char **prev, const rl_sr *sr, const char *vm, const char *disk,
+                     uint64_t before)
+{
+	char *dir = NULL;
+	uint64_t best = 0;
+	DIR *d;
+	struct dirent *e;
+	int rc = 0;
+
+	*max_seq = 0;
+	if (prev)
+		*prev = NULL;
+	if ((rc = pathf(&dir, "%s/%s/snapshots", sr->dir, vm)) < 0)
+		return rc;
+	if (!(d = opendir(dir))) {
+		rc = errno == ENOENT ? 0 : vms_error_set_errno(errno, "open %s", dir);
+		free(dir);
+		return rc;
+	}
+	while (rc == 0 && (e = readdir(d))) {
+		char *sd = NULL, *f = NULL;
+		uint64_t seq;
+		struct stat st;
+		if (vms_raw__check_key("snapshot key", e->d_name) < 0) {
+			vms_error_clear();      /* ".", "..", ".tmp", ".del" */
+			continue;
+		}
+		if ((rc = pathf(&sd, "%s/%s", dir, e->d_name)) < 0)
+			break;
+		if (snapmeta_read(&seq, sd) < 0) {
+			vms_error_clear();
+			free(sd);
+			continue;
+		}
+		if (seq > *max_seq)
+			*max_seq = seq;
+		if (prev && disk && seq < before && (!*prev || seq > best) &&
+		    (rc = pathf(&f, "%s/%s.raw", sd, disk)) == 0 && stat(f, &st) == 0) {
+			free(*prev);
+			*prev = f;
+			f = NULL;
+			best = seq;
+		}
+		free(f);
+		free(sd);
+	}
+	closedir(d);
+	free(dir);
+	if (rc < 0 && prev) {
+		free(*prev);
+		*prev = NULL;
+	}
+	return rc;
+}
+
 /* ---- snapshots -------------------------------------------------------------- */
 
 static int rl_snapshot_create(char **out_refs, vms_sr_handle *h, const char *vm_key, const char *snap_key,
@@ -535,6 +667,18 @@ static int rl_snapshot_create(char **out_refs, vms_sr_handle *h, const char *vm_
 	if (mkdir(tmp, 0700) < 0) {
 		rc = vms_error_set_errno(errno, "create %s", tmp);
 		goto done;
+	}
+	{
+		struct timespec ts;
+		uint64_t seq, max_seq;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		seq = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		if ((rc = snap_scan(&max_seq, NULL, sr, vm_key, NULL, 0)) < 0)
+			goto done;
+		if (seq <= max_seq)
+			seq = max_seq + 1;
+		if ((rc = snapmeta_write(tmp, seq)) < 0)
+			goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
 		vms_raw_ref r;
@@ -685,7 +829,8 @@ out:
 }
 
 /* referenced = allocated bytes, unique = bytes in extents shared with no
- * other file (FIEMAP), written = unknown. */
+ * other file (FIEMAP), written = bytes whose extents are not where the
+ * previous snapshot of the disk (by seq) has them. */
 static int rl_ref_space(vms_ref_space *out, vms_sr_handle *h, const char *ref)
 {
 	char *path = NULL;
@@ -702,6 +847,22 @@ static int rl_ref_space(vms_ref_space *out, vms_sr_handle *h, const char *ref)
 			vms_error_clear();
 			rc = 0;
 		}
+	}
+	if (rc == 0) {
+		/* written: extents not where the previous snapshot has them */
+		uint64_t before = UINT64_MAX, max_seq;
+		char *sd = NULL, *prev = NULL;
+		if (r.snap[0] && (rc = pathf(&sd, "%s/%s/snapshots/%s", RSR(h)->dir, r.vm, r.snap)) == 0)
+			rc = snapmeta_read(&before, sd);
+		if (rc == 0 && (rc = snap_scan(&max_seq, &prev, RSR(h), r.vm, r.disk, before)) == 0)
+			rc = vms_raw__written(&out->written, path, prev);
+		if (rc == VMS_ENOTSUP || rc == VMS_ECORRUPT) {
+			out->written = UINT64_MAX;
+			vms_error_clear();
+			rc = 0;
+		}
+		free(sd);
+		free(prev);
 	}
 	free(path);
 	return rc;
@@ -767,6 +928,12 @@ static int check_files(ckctx *c, const char *dir, const char *vm, const char *sn
 			break;
 		if (has_suffix(e->d_name, ".tmp")) {
 			rc = stale(c, p, 0);
+		} else if (snap && strcmp(e->d_name, SNAPMETA) == 0) {
+			uint64_t seq;
+			if (snapmeta_read(&seq, dir) < 0) {
+				rc = vms_raw__json_addf(c->problems, "%s", vms_error_last());
+				vms_error_clear();
+			}
 		} else if (has_suffix(e->d_name, ".raw") && l - 4 < VMS_KEY_MAX) {
 			memcpy(key, e->d_name, l - 4);
 			key[l - 4] = '\0';
@@ -784,6 +951,13 @@ static int check_files(ckctx *c, const char *dir, const char *vm, const char *sn
 		free(p);
 	}
 	closedir(d);
+	if (rc == 0 && snap) {
+		char *m = NULL;
+		struct stat st;
+		if ((rc = pathf(&m, "%s/" SNAPMETA, dir)) == 0 && stat(m, &st) < 0)
+			rc = vms_raw__json_addf(c->problems, "snapshot %s has no %s file", dir, SNAPMETA);
+		free(m);
+	}
 	return rc;
 }
 
