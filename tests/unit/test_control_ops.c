@@ -300,6 +300,29 @@ TEST(sr_lifecycle_and_names)
 	env_close(e);
 }
 
+/* The adapter picks the backend by type; what a type cannot do on this
+ * storage comes back as NOTSUP with the reason (reflink on tmpfs). */
+TEST(sr_type_refusal_is_notsup)
+{
+	env ev, *e = &ev;
+	REQUIRE(env_open(e) == 0);
+	if (access("/dev/shm", W_OK) < 0) {
+		fprintf(stderr, "  no writable /dev/shm: skipped\n");
+		env_close(e);
+		return;
+	}
+	char loc[64];
+	snprintf(loc, sizeof(loc), "/dev/shm/vms_ctl_reflink_%d", (int)getpid());
+	vms_json *j = fails(e, "NOTSUP", "{\"op\":\"sr.create\",\"args\":{\"name\":\"r\",\"type\":\"reflink\","
+	                              "\"location\":\"%s\"}}", loc);
+	vms_json_free(j);
+	CHECK(access(loc, F_OK) < 0);
+	j = ok(e, "{\"op\":\"sr.list\"}");
+	CHECK(jlen(j, "result.srs") == 0);
+	vms_json_free(j);
+	env_close(e);
+}
+
 TEST(vm_and_vdi_ops)
 {
 	env ev, *e = &ev;
