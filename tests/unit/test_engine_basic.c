@@ -361,6 +361,38 @@ TEST(delete_reclaims_exactly)
 	free(buf);
 }
 
+TEST(volume_table_grows_and_shrinks)
+{
+	vms_pool_options o = quiet_opts();
+	vms_pool *p = new_pool("vt.pool", 16 * MiB, &o);
+	REQUIRE(p);
+	uint64_t f0 = free_blocks(p);
+	vms_vol_id ids[100];
+	for (int i = 0; i < 100; i++) /* 31 records per page: four pages and a root */
+		CHECK_OK(vms_vol_create(&ids[i], p, 1 * MiB));
+	CHECK_OK(vms_pool_commit(p));
+	CHECK(free_blocks(p) < f0);
+	CHECK_OK(vms_pool_close(p));
+	p = reopen("vt.pool", &o);
+	REQUIRE(p);
+	CHECK(vms_vol_list(NULL, 0, p) == 100);
+	for (int i = 99; i >= 0; i -= 2)
+		CHECK_OK(vms_vol_delete(p, ids[i]));
+	CHECK_OK(vms_pool_reap_wait(p));
+	for (int i = 0; i < 100; i += 2)
+		CHECK_OK(vms_vol_delete(p, ids[i]));
+	CHECK_OK(vms_pool_reap_wait(p));
+	CHECK_OK(vms_pool_commit(p));
+	CHECK(free_blocks(p) == f0);
+	CHECK(check_clean(p));
+	CHECK_OK(vms_pool_close(p));
+	p = reopen("vt.pool", &o);
+	REQUIRE(p);
+	CHECK(vms_vol_list(NULL, 0, p) == 0);
+	CHECK(check_clean(p));
+	CHECK_OK(vms_pool_close(p));
+}
+
 TEST(reaper_rate_and_resume)
 {
 	vms_pool_options o = quiet_opts();

@@ -131,6 +131,12 @@ typedef struct vindex {                  /* id -> slot, sorted by id */
 	uint32_t slot;
 } vindex;
 
+typedef struct witem {                   /* a redirected block waiting for its data write */
+	unsigned i;                      /* leaf entry */
+	uint64_t old, nb;
+	uint32_t crc;
+} witem;
+
 /* ---- the pool ------------------------------------------------------------ */
 
 struct vms_pool {
@@ -167,12 +173,13 @@ struct vms_pool {
 	vrec *recs;
 	uint64_t nslots;                 /* = vtab pages * records per page */
 	vindex *vidx;
-	size_t nvidx;
+	size_t nvidx, vidx_cap;
 	uint64_t next_id;
 	parray vtab;
 	uint64_t ndeleting;
 
 	node_cache cache;
+	witem *witems;                 /* write runs' pending redirects (F), under lock */
 
 	/* background threads */
 	pthread_mutex_t bg_lock;
@@ -180,6 +187,7 @@ struct vms_pool {
 	pthread_cond_t reap_cond;        /* reap progress, for reap_wait */
 	pthread_t commit_thread, reap_thread;
 	int threads_started, stopping;
+	int reap_stuck;                  /* the reaper hit ENOSPC: needs a commit */
 	uint32_t commit_interval_ms;
 	uint64_t reap_rate;              /* blocks per second, 0 = unlimited */
 };
@@ -208,6 +216,7 @@ int parrays_write(vms_pool *p);
 uint64_t smap_per_page(const vms_pool *p);
 uint64_t vtab_per_page(const vms_pool *p);
 int vtab_grow(vms_pool *p);
+void vtab_trim(vms_pool *p);
 void vrec_encode(const vrec *r, uint8_t *out);
 void vrec_decode(vrec *r, const uint8_t *in);
 int parray_walk_blocks(vms_pool *p, const parray *a, int (*cb)(void *, uint64_t), void *ctx);

@@ -103,16 +103,21 @@ static int sb_decode(sb *s, const uint8_t *i)
 	return 0;
 }
 
-static void set_geometry(vms_pool *p, uint32_t bs)
+static int set_geometry(vms_pool *p, uint32_t bs)
 {
 	p->bs = bs;
 	p->bshift = (uint32_t)__builtin_ctz(bs);
 	p->fanout = bs / 16 - 1;
+	free(p->witems);
+	/* a leaf's worth of redirected blocks (see tree.c) */
+	if (!(p->witems = malloc(p->fanout * sizeof(witem))))
+		return vms_error_set(VMS_ENOMEM, "out of memory");
 	p->fpow[0] = 1;
 	for (unsigned l = 1; l <= MAX_DEPTH; l++) {
 		uint64_t prev = p->fpow[l - 1];
 		p->fpow[l] = prev > UINT64_MAX / p->fanout ? UINT64_MAX : prev * p->fanout;
 	}
+	return 0;
 }
 
 void pool_set_readonly(vms_pool *p, int rc, const char *what)
@@ -307,6 +312,7 @@ static void pool_free(vms_pool *p)
 	sm_teardown(p);
 	free(p->recs);
 	free(p->vidx);
+	free(p->witems);
 	if (p->io)
 		p->io->close(p->io);
 	if (p->lock_fd >= 0)
@@ -349,7 +355,8 @@ int vms_pool_create(vms_pool **out, vms_io *io, uint64_t size, const vms_pool_op
 		io->close(io);
 		return vms_error_set(VMS_ENOMEM, "out of memory");
 	}
-	set_geometry(p, bs);
+	if ((rc = set_geometry(p, bs)) < 0)
+		goto done;
 	p->data_checksums = opts && opts->data_checksums;
 	uint64_t cur;
 	if ((rc = io->size(io, &cur)) < 0)
@@ -459,12 +466,13 @@ static int read_records(vms_pool *p, sb *best)
 
 static int pool_load(vms_pool *p, const vms_pool_options *opts)
 {
-	sb s;
+	sb s = {0};  /* read_records fills it on success; the zero init quiets -O2 */
 	int rc;
 	uint64_t cur;
 	if ((rc = read_records(p, &s)) < 0)
 		return rc;
-	set_geometry(p, s.block_size);
+	if ((rc = set_geometry(p, s.block_size)) < 0)
+		return rc;
 	if ((rc = p->io->size(p->io, &cur)) < 0)
 		return rc;
 	if (cur < s.total_blocks * s.block_size)

@@ -506,6 +506,44 @@ void vrec_decode(vrec *r, const uint8_t *i)
 	r->written = get64(i + 72);
 }
 
+/* Drop the array's nodes past npages (freeing their blocks), lowering the
+ * depth when it allows; the remaining interior nodes are rewritten. */
+static void parray_shrink(vms_pool *p, parray *a, uint64_t npages)
+{
+	uint32_t depth = parray_depth_for(p, npages);
+	uint64_t cnt = npages;
+	for (uint32_t l = 0; l <= a->depth; l++) {
+		uint64_t keep = l <= depth ? cnt : 0;
+		for (uint64_t j = keep; j < a->n[l]; j++) {
+			if (a->blk[l][j])
+				sm_unref_meta(p, a->blk[l][j]);
+			if (l == 0 && a->dirty[0][j] && a->ndirty)
+				a->ndirty--;
+		}
+		a->n[l] = keep;
+		for (uint64_t j = 0; l > 0 && j < keep; j++)
+			if (a->dirty[l][j] == 0)
+				a->dirty[l][j] = 1;
+		cnt = (cnt + p->fanout - 1) / p->fanout;
+	}
+	a->depth = depth;
+}
+
+/* Give back trailing volume-table pages whose slots are all free. */
+void vtab_trim(vms_pool *p)
+{
+	uint64_t per = vtab_per_page(p);
+	while (p->vtab.n[0] > 1) {
+		uint64_t first = (p->vtab.n[0] - 1) * per;
+		for (uint64_t s = first; s < first + per; s++)
+			if (p->recs[s].id)
+				return;
+		parray_shrink(p, &p->vtab, p->vtab.n[0] - 1);
+		p->nslots = first;
+		p->dirty = 1;
+	}
+}
+
 int vtab_grow(vms_pool *p)
 {
 	uint64_t per = vtab_per_page(p);

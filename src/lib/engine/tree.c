@@ -40,7 +40,8 @@ int vindex_rebuild(vms_pool *p)
 	for (uint64_t s = 0; s < p->nslots; s++)
 		if (p->recs[s].id)
 			n++;
-	vindex *v = malloc((n ? n : 1) * sizeof(*v));
+	size_t cap = n + 64;
+	vindex *v = malloc(cap * sizeof(*v));
 	if (!v)
 		return vms_error_set(VMS_ENOMEM, "out of memory");
 	n = 0;
@@ -57,6 +58,7 @@ int vindex_rebuild(vms_pool *p)
 	free(p->vidx);
 	p->vidx = v;
 	p->nvidx = n;
+	p->vidx_cap = cap;
 	return 0;
 }
 
@@ -99,11 +101,13 @@ int vol_slot_new(vms_pool *p, vrec **out)
 		if (rc < 0)
 			return rc;
 	}
-	if (p->nvidx % 64 == 0) {
-		vindex *v = realloc(p->vidx, (p->nvidx + 64) * sizeof(*v));
+	if (p->nvidx == p->vidx_cap) {
+		size_t cap = p->vidx_cap * 2 + 64;
+		vindex *v = realloc(p->vidx, cap * sizeof(*v));
 		if (!v)
 			return vms_error_set(VMS_ENOMEM, "out of memory");
 		p->vidx = v;
+		p->vidx_cap = cap;
 	}
 	vrec *r = &p->recs[s];
 	memset(r, 0, sizeof(*r));
@@ -129,6 +133,7 @@ void vol_remove(vms_pool *p, vrec *r)
 		p->ndeleting--;
 	vol_mark(p, r);
 	memset(r, 0, sizeof(*r));
+	vtab_trim(p);
 }
 
 uint32_t depth_for_size(const vms_pool *p, uint64_t size)
@@ -430,18 +435,50 @@ done:
 
 enum { OP_WRITE, OP_ZERO, OP_TRIM };
 
-typedef struct wrun {            /* full blocks to write with one pwrite */
+/* Full blocks to write with one pwrite.  A redirected block's leaf entry is
+ * switched only once its data is on the device, so a failed write leaves
+ * the old block in place (and gives the new one back).  Runs never span a
+ * leaf nor a release of pool->lock. */
+typedef struct wrun {
 	uint64_t pblk;
 	const uint8_t *src;
 	uint64_t n;
+	node *leaf;
+	vrec *r;
+	witem *items;                    /* p->witems: guarded by pool->lock */
+	size_t nitems;
 } wrun;
+
+/* Point entry i at its new block nb and settle the counts. */
+static void redirect(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t old, uint64_t nb,
+                     uint32_t crc)
+{
+	ent_set(leaf, i, nb, crc, 0);
+	if (old) {
+		if (p->ref[old] > 1)
+			r->written++;
+		sm_unref(p, old);
+	} else {
+		r->mapped++;
+		r->written++;
+	}
+	vol_mark(p, r);
+}
 
 static int run_flush(vms_pool *p, wrun *w)
 {
 	int rc = 0;
 	if (w->n)
 		rc = p->io->write(p->io, w->src, w->n << p->bshift, w->pblk << p->bshift);
+	for (size_t k = 0; k < w->nitems; k++) {
+		witem *it = &w->items[k];
+		if (rc == 0)
+			redirect(p, w->r, w->leaf, it->i, it->old, it->nb, it->crc);
+		else
+			sm_unref(p, it->nb);
+	}
 	w->n = 0;
+	w->nitems = 0;
 	return rc;
 }
 
@@ -471,6 +508,8 @@ static int write_block(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t bo
 	uint32_t crc = 0;
 	int inplace = old && p->ref[old] == 1 && sm_is_fresh(p, old);
 
+	w->leaf = leaf;
+	w->r = r;
 	if (!full && (p->data_checksums || !inplace)) {
 		/* read-merge-write of this one block */
 		if ((rc = run_flush(p, w)) < 0)
@@ -503,21 +542,20 @@ static int write_block(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t bo
 	}
 	if ((rc = sm_alloc(p, 0, &nb)) < 0)
 		return rc;
-	if (data == tmp)
-		rc = p->io->write(p->io, tmp, p->bs, nb << p->bshift);
-	else
-		rc = run_add(p, w, nb, src);
-	ent_set(leaf, i, nb, crc, 0);
-	if (old) {
-		if (p->ref[old] > 1)
-			r->written++;
-		sm_unref(p, old);
-	} else {
-		r->mapped++;
-		r->written++;
+	if (data == tmp) {
+		if ((rc = p->io->write(p->io, tmp, p->bs, nb << p->bshift)) < 0) {
+			sm_unref(p, nb);
+			return rc;
+		}
+		redirect(p, r, leaf, i, old, nb, crc);
+		return 0;
 	}
-	vol_mark(p, r);
-	return rc;
+	if ((rc = run_add(p, w, nb, src)) < 0) {
+		sm_unref(p, nb);
+		return rc;
+	}
+	w->items[w->nitems++] = (witem){i, old, nb, crc};
+	return 0;
 }
 
 static void unmap_block(vms_pool *p, vrec *r, node *leaf, unsigned i)
@@ -542,7 +580,7 @@ static void unmap_block(vms_pool *p, vrec *r, node *leaf, unsigned i)
 static int modify_range(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t len,
                         uint64_t off)
 {
-	wrun w = {0};
+	wrun w = {.items = p->witems};
 	uint64_t pos = off, end = off + len;
 	int rc = 0;
 	while (pos < end) {
@@ -889,7 +927,7 @@ done:
 int vms_vol_delete(vms_pool *p, vms_vol_id vol)
 {
 	int rc;
-	vrec *r;
+	vrec *r = NULL;
 	pthread_rwlock_rdlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
 	if ((rc = vol_get(p, vol, 0, &r)) == 0 && p->readonly)
@@ -922,7 +960,9 @@ int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
 		if (cut > size && cut <= r->size &&
 		    (rc = modify_range(p, vol, OP_ZERO, NULL, cut - size, size)) < 0)
 			goto done;
-		if (cut < r->size && (rc = modify_range(p, vol, OP_TRIM, NULL, r->size - cut, cut)) < 0)
+		/* unmap every block past the new end, the old partial last one too */
+		uint64_t old_end = (r->size + p->bs - 1) & ~(uint64_t)(p->bs - 1);
+		if (cut < old_end && (rc = modify_range(p, vol, OP_TRIM, NULL, old_end - cut, cut)) < 0)
 			goto done;
 		r = vol_find(p, vol);
 		r->size = size;
