@@ -5,6 +5,7 @@
 #
 #   bash bench/bench_nbd.sh [--build DIR] [--runtime S] [--rounds N]
 #                           [--workers N] [--native] [--snapshots N] [--out FILE]
+#                           [--systems "nbdkit qemunbd vmsnapd"]
 #
 # Servers (all on a Unix socket, same host, same file, interleaved rounds so
 # that background load hits them alike):
@@ -29,6 +30,7 @@ ROUNDS=3
 WORKERS=16
 NATIVE=0
 SNAPS=0
+ONLY=
 OUT=
 SIZE=2G
 while [ $# -gt 0 ]; do
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     --snapshots) SNAPS=$2; NATIVE=1; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --systems) ONLY=$2; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -180,6 +183,7 @@ rounds() { # systems...
     done
   done
 }
+[ -z "$ONLY" ] || SYSTEMS=$ONLY
 rounds $SYSTEMS
 if [ "$SNAPS" -gt 0 ]; then
   take_snapshots || exit 1
