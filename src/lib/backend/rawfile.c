@@ -195,6 +195,13 @@ int vms_raw__fsync_dir(const char *dir)
 	return rc;
 }
 
+int vms_raw__delete_file(const char *path, const char *ref)
+{
+	if (unlink(path) < 0)
+		return vms_error_set_errno(errno, "delete disk %s (%s)", ref, path);
+	return vms_raw__fsync_parent(path);
+}
+
 int vms_raw__fsync_parent(const char *path)
 {
 	char *dir = strdup(path), *slash;

@@ -95,6 +95,9 @@ int vms_raw__reflink_file(const char *dst, const char *src, int exclusive);
  * reflinks across the two places. */
 int vms_raw__copy_file(const char *dst, const char *src, int exclusive);
 
+/* Delete the file of disk `ref` durably (unlink + fsync of the directory). */
+int vms_raw__delete_file(const char *path, const char *ref);
+
 /* fsync a directory. */
 int vms_raw__fsync_dir(const char *dir);
 

@@ -484,9 +484,7 @@ static int rl_disk_delete(vms_sr_handle *h, const char *ref)
 	if ((rc = vms_raw__ref(&r, ref, 0)) < 0 || (rc = ref_path(&path, sr, &r)) < 0)
 		return rc;
 	if ((rc = sr_lock(sr)) == 0) {
-		if (unlink(path) < 0)
-			rc = vms_error_set_errno(errno, "delete disk %s (%s)", ref, path);
-		else if ((rc = vms_raw__fsync_parent(path)) == 0)
+		if ((rc = vms_raw__delete_file(path, ref)) == 0)
 			gc_vm_dir(sr, r.vm);
 		sr_unlock(sr);
 	}

@@ -771,10 +771,7 @@ static int zfs_disk_delete(vms_sr_handle *h, const char *ref)
 
 	if ((rc = vms_raw__ref(&r, ref, 0)) < 0 || (rc = live_path(&path, sr, &r)) < 0)
 		return rc;
-	if (unlink(path) < 0)
-		rc = vms_error_set_errno(errno, "delete disk %s (%s)", ref, path);
-	else
-		rc = vms_raw__fsync_parent(path);
+	rc = vms_raw__delete_file(path, ref);
 	free(path);
 	if (rc == 0)
 		rc = gc_vm(sr, r.vm);
