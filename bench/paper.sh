@@ -29,17 +29,17 @@ ALL_SYSTEMS="raw-nbdkit raw-qemu qcow2-chain qcow2-internal vmsnap-native vmsnap
 usage() {
   cat <<EOF
 usage: bench/paper.sh [options]
-  --quick               smoke mode: N=0 1 4, 64 MiB disk, 2 s runs, small mgmt sizes
+  --quick               smoke mode: N=0 2, 32 MiB disk, 1 s runs, small mgmt sizes
   --systems LIST        comma-separated, from: ${ALL_SYSTEMS// /,}
                         (default: all; unavailable vmsnap systems are skipped
                         with a note unless --strict or CI=true)
   --n "LIST"            snapshot counts to measure (default "0 1 2 4 8 16 32 64 128 256")
-  --runtime SEC         seconds per fio pass (default 10)
+  --runtime SEC         seconds per fio pass, after 1 s of ramp (default 5)
   --size SIZE           disk size, fio syntax (default 2g)
   --rewrite-pct P       percent of the disk rewritten before each snapshot (default 1.5)
   --extent SIZE         size of each rewrite (default 64k)
-  --budget SEC          stop building a system's snapshots after SEC s (default 420)
-  --mgmt-sizes "LIST"   disk sizes for the management-op sweep (default "1g 2g 4g 8g"; "" skips)
+  --budget SEC          stop building a system's snapshots after SEC s (default 150)
+  --mgmt-sizes "LIST"   disk sizes for the management-op sweep (default "256m 1g 4g"; "" skips)
   --seed N              seed for the rewrites and verify pass (default: random, printed)
   --out DIR             results directory (default bench/results/run-<UTC time>)
   --work DIR            scratch directory for disks (default: mktemp under /var/tmp)
@@ -52,12 +52,13 @@ EOF
 QUICK=0
 SYSTEMS=$ALL_SYSTEMS
 NLIST="0 1 2 4 8 16 32 64 128 256"
-RUNTIME=10
+RUNTIME=5
+RAMP=1
 SIZE=2g
 REWRITE_PCT=1.5
 EXTENT=64k
-BUDGET=420
-MGMT_SIZES="1g 2g 4g 8g"
+BUDGET=150
+MGMT_SIZES="256m 1g 4g"
 SEED=
 OUT=
 WORK=
@@ -90,10 +91,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ "$QUICK" = 1 ]; then
-  [ "$set_n" = 1 ] || NLIST="0 1 4"
-  [ "$set_runtime" = 1 ] || RUNTIME=2
-  [ "$set_size" = 1 ] || SIZE=64m
-  [ "$set_mgmt" = 1 ] || MGMT_SIZES="32m 64m"
+  [ "$set_n" = 1 ] || NLIST="0 2"
+  [ "$set_runtime" = 1 ] || RUNTIME=1
+  [ "$set_size" = 1 ] || SIZE=32m
+  [ "$set_mgmt" = 1 ] || MGMT_SIZES="16m 32m"
+  RAMP=0
 fi
 
 to_bytes() { # fio-style size: 2g, 64m, 64k, 512 (binary multiples)
@@ -185,7 +187,7 @@ fio_pass() { # system n pass uri -> CSV fields, or fails
   case $pass in db) rw="--rw=randrw --rwmixread=67" ;; read) rw="--rw=randread" ;; esac
   # shellcheck disable=SC2086
   if bench_fio "$json" "$uri" $rw --bs=2k --iodepth=16 --size="$SIZE_B" \
-       --time_based --runtime="$RUNTIME" --ramp_time=1 --randrepeat=0 --randseed=$((SEED + n)) \
+       --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --randrepeat=0 --randseed=$((SEED + n)) \
        --norandommap --unified_rw_reporting=both --lat_percentiles=1; then
     check_result "$sys" "fio-$pass" "$n" ok "no errors"
     "$BENCH_PY" "$BENCH_DIR/lib/fiojson.py" row "$json"
@@ -241,8 +243,25 @@ serve_and() { # fn what seed
 # MGMT_SERIES says which sweep a timing belongs to: "n" (the snapshot-count
 # sweep on the main disk) or "size" (the disk-size sweep).
 MGMT_SERIES=n
+# Rewrite about REWRITE_PCT% of the disk: with the adapter's own writer
+# when it has one (<s>_rewrite SEED: qemu-io on the image, or through a
+# server it keeps running between snapshots), else through a server
+# started for the purpose.
+rewrite() { # fn seed
+  if declare -F "${1}_rewrite" >/dev/null; then
+    "${1}_rewrite" "$2" >>"$BENCH_LOG" 2>&1
+  else
+    serve_and "$1" rewrite "$2"
+  fi
+}
+
 timed_op() { # system fn op disk_bytes n args... -> appends to mgmt.csv
   local sys=$1 fn=$2 op=$3 disk=$4 n=$5; shift 5
+  # untimed preparation the adapter wants before an operation (vmsnap: the
+  # daemon that takes the request must be up, as it is for a user)
+  if declare -F "${fn}_ops_begin" >/dev/null; then
+    "${fn}_ops_begin" >>"$BENCH_LOG" 2>&1 || { check_result "$sys" "$op" "$n" FAIL "could not prepare $op"; return 1; }
+  fi
   bench_time_op "${fn}_${op%%-*}" "$@" || { check_result "$sys" "$op" "$n" FAIL "$op $* failed"; return 1; }
   bench_csv_append "$MGMT" "$MGMT_HDR" "$sys,$op,$MGMT_SERIES,$disk,$n,$TIMED_MS"
 }
@@ -293,7 +312,7 @@ run_system() { # system
   t0=$SECONDS
   for ((n = 0; n <= maxn; n++)); do
     if [ "$n" -gt 0 ]; then
-      serve_and "$fn" rewrite $((SEED * 1000 + n)) || { check_result "$sys" rewrite "$n" FAIL "rewrite failed"; break; }
+      rewrite "$fn" $((SEED * 1000 + n)) || { check_result "$sys" rewrite "$n" FAIL "rewrite failed"; break; }
       timed_op "$sys" "$fn" snapshot "$SIZE_B" "$n" "s$n" || break
     fi
     if [[ " $NLIST " == *" $n "* ]]; then
@@ -335,7 +354,7 @@ mgmt_sweep() { # system
     "${fn}_setup" "$d" "$b" || { check_result "$sys" setup-size "$sz" FAIL "setup failed"; continue; }
     if serve_and "$fn" fill; then
       for n in 1 2 3; do
-        serve_and "$fn" rewrite $((SEED * 1000 + 900 + n)) || { check_result "$sys" rewrite-size "$sz" FAIL "rewrite failed"; break; }
+        rewrite "$fn" $((SEED * 1000 + 900 + n)) || { check_result "$sys" rewrite-size "$sz" FAIL "rewrite failed"; break; }
         timed_op "$sys" "$fn" snapshot "$b" "$n" "s$n" || break
       done
       timed_op "$sys" "$fn" rollback "$b" 3 s3 &&

@@ -161,6 +161,17 @@ bench_rewrite() { # uri size_bytes pct extent_bytes seed outjson
   echo "$count"
 }
 
+# bench_rewrite_offsets SIZE PCT EXTENT SEED: the offsets (one a line) of
+# the same number of EXTENT-aligned writes as bench_rewrite, uniformly at
+# random, deterministic from SEED; for adapters that write offline.
+bench_rewrite_offsets() {
+  awk -v s="$1" -v p="$2" -v e="$3" -v seed="$4" 'BEGIN {
+    c = int(s * p / 100 / e); if (c < 1) c = 1
+    srand(seed); slots = int(s / e)
+    for (i = 0; i < c; i++) printf "%d\n", int(rand() * slots) * e
+  }'
+}
+
 # Host bytes allocated by a list of files or directories.
 bench_alloc_bytes() { du -s -B1 "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'; }
 

@@ -17,6 +17,12 @@
 #   <s>_delete NAME           delete snapshot NAME; the live disk is unchanged
 #   <s>_alloc                 host bytes the disk and its snapshots occupy
 #   <s>_teardown              remove everything setup created
+# Optional:
+#   <s>_rewrite SEED          rewrite REWRITE_PCT% of the disk in EXTENT_B
+#                             writes (random, from SEED) its own faster way;
+#                             without it the harness serves the disk and
+#                             writes with fio
+#   <s>_ops_begin             untimed preparation before a snapshot op
 # Snapshot operations are called while the disk is not being served; each
 # adapter takes snapshots the way its users do offline (qemu-img), which is
 # also the fastest way each peer offers.
@@ -87,6 +93,20 @@ qcow2_chain_delete() {
 qcow2_chain_alloc() { bench_alloc_bytes "$QC_DIR"; }
 qcow2_chain_teardown() { [ -z "$QC_DIR" ] || rm -rf "$QC_DIR"; QC_PARENT=(); }
 
+# The rewrite between snapshots, offline with qemu-io (no server start per
+# snapshot, which would dominate the time to build 256 layers): the same
+# number of 64 KiB-aligned extents at random offsets, one pattern byte per
+# snapshot so that every layer holds distinct data.
+qcow2_rewrite_offline() { # image seed
+  local args=() off pat
+  pat=$(( $2 % 255 + 1 ))
+  while read -r off; do
+    args+=(-c "write -q -P $pat $off $EXTENT_B")
+  done < <(bench_rewrite_offsets "$CUR_SIZE" "$REWRITE_PCT" "$EXTENT_B" "$2")
+  qemu-io -f qcow2 "${args[@]}" "$1"
+}
+qcow2_chain_rewrite() { qcow2_rewrite_offline "$QC_DIR/active.qcow2" "$1"; }
+
 # ------------------------------------------------------ qcow2 internal snaps
 # Non-chained within one file: each snapshot keeps its own L1 table and
 # raises refcounts; the live disk reads through one L1/L2 lookup whatever the
@@ -107,6 +127,7 @@ qcow2_internal_serve() {
   SYS_RSS_PID=$SERVER_PID
 }
 qcow2_internal_unserve() { bench_server_stop; }
+qcow2_internal_rewrite() { qcow2_rewrite_offline "$QI_DIR/disk.qcow2" "$1"; }
 qcow2_internal_snapshot() { qemu-img snapshot -q -c "$1" "$QI_DIR/disk.qcow2"; }
 qcow2_internal_rollback() { qemu-img snapshot -q -a "$1" "$QI_DIR/disk.qcow2"; }
 qcow2_internal_delete() { qemu-img snapshot -q -d "$1" "$QI_DIR/disk.qcow2"; }

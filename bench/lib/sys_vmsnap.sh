@@ -99,6 +99,7 @@ vs_setup() {
 }
 
 vs_serve() {
+  bench_server_stop   # the daemon of the build phase, if any
   SYS_EXPORT=vm1/root
   SYS_SOCK=$1
   bench_server_start "$BUILD_DIR/vmsnapd" --home "$VS_HOME" --foreground --socket "$1" \
@@ -106,6 +107,17 @@ vs_serve() {
   SYS_RSS_PID=$SERVER_PID
 }
 vs_unserve() { bench_server_stop; }
+# The daemon of the build phase: started once, kept until the next serve.
+vs_daemon_up() {
+  if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then return 0; fi
+  SYS_SOCK=$SOCK
+  vs_serve "$SOCK" && bench_probe_open
+}
+vs_rewrite() { # seed
+  vs_daemon_up || return 1
+  bench_rewrite "$(bench_nbd_uri "$SOCK" vm1/root)" "$CUR_SIZE" "$REWRITE_PCT" "$EXTENT_B" "$1" \
+    "$WORK/rewrite.json" >/dev/null
+}
 vs_snapshot() { vs_cli snapshot create vm1 "$1"; }
 vs_rollback() { vs_cli vm rollback vm1 "$1"; }
 vs_delete() { vs_cli snapshot delete "vm1@$1"; }
@@ -154,6 +166,8 @@ vmsnap_${_t}_max_n() { echo 100000; }
 vmsnap_${_t}_setup() { vs_setup ${_t} \"\$@\"; }
 vmsnap_${_t}_serve() { vs_serve \"\$@\"; }
 vmsnap_${_t}_unserve() { vs_unserve; }
+vmsnap_${_t}_rewrite() { vs_rewrite \"\$@\"; }
+vmsnap_${_t}_ops_begin() { vs_daemon_up; }
 vmsnap_${_t}_snapshot() { vs_snapshot \"\$@\"; }
 vmsnap_${_t}_rollback() { vs_rollback \"\$@\"; }
 vmsnap_${_t}_delete() { vs_delete \"\$@\"; }
