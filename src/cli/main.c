@@ -457,6 +457,8 @@ static int help_misc_noun(FILE *f, const char *noun)
 	char line[256];
 	for (const cli_command *c = cli_misc_commands; c->noun; c++)
 		if (!strcmp(c->noun, noun) && c->verb) {
+			if (!n)
+				fprintf(f, "vmsnap %s:\n\n", noun);
 			command_line(line, sizeof line, c);
 			fprintf(f, "  %s\n      %s\n", line, c->summary);
 			n++;

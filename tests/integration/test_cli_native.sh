@@ -360,6 +360,36 @@ has "sr create with a relative directory" '^created SR sr2' bash -c "cd '$T' && 
 out_is "the relative directory was made absolute" "$(printf 'location\t%s/rel_sr' "$(cd "$T" && pwd -P)")" V sr show sr2 -H -o location
 has "sr destroy of an empty SR" '^destroyed SR sr2' V sr destroy sr2
 
+# ---- random command lines: never a crash, always a documented exit code -------------------
+# Tokens mix valid nouns, verbs, names and selectors with junk; a separate
+# home keeps the destructive ones away from the objects above.
+SEED=${VMS_SEED:-$RANDOM}
+echo "random command lines: VMS_SEED=$SEED" >&2
+RANDOM=$SEED
+H2=$T/home2
+vmsnap --home "$H2" sr create rs --size 64M "$T/rs" >/dev/null
+vmsnap --home "$H2" vm create rv --sr rs --disk d:1M >/dev/null
+vmsnap --home "$H2" snapshot create rv a >/dev/null
+tokens=(sr vm vdi disk snapshot snap export check stats version help daemon create list show find delete
+  destroy clone rollback tree resize status rs rv rv2 rv/d rv@a rv@latest rv@latest~1 rv@latest~99
+  rv@before:2026-01-01 rv@after:@0 "rv@" "@" "../x" "" "a b" "é" -1 1Q 4K 2G 1.5T 99999999999T
+  -H -p -o -s -S -n -r -f -a -t -O --json --all --defer --force --recursive --dry-run --tree --sr
+  --disk d2:1M --size --since --until --limit --name --home --no-daemon -- --help -h name,uuid frob
+  "$(printf 'x%.0s' {1..300})")
+bad=""
+for ((k = 0; k < 150; k++)); do
+  n=$((RANDOM % 6 + 1)); args=()
+  for ((j = 0; j < n; j++)); do args+=("${tokens[RANDOM % ${#tokens[@]}]}"); done
+  [ "${args[0]}" = daemon ] && continue   # would wait for no daemon: exit 1, fine but slow to type
+  vmsnap --home "$H2" "${args[@]}" >"$T/rout" 2>"$T/rerr" </dev/null; rc=$?
+  if [ $rc -gt 5 ] || grep -Eq 'AddressSanitizer|runtime error|LeakSanitizer' "$T/rerr" ||
+     { [ $rc -ne 0 ] && ! grep -Eq '^(vmsnap|usage:)' "$T/rerr"; }; then
+    bad="exit $rc for: vmsnap ${args[*]}: $(head -3 "$T/rerr")"; break
+  fi
+done
+t_begin "150 random command lines (VMS_SEED=$SEED)"
+if [ -z "$bad" ]; then t_ok; else t_fail "$bad"; fi
+
 # ---- tear down -------------------------------------------------------------------------
 refused "sr destroy: holds a VM" 4 "vm1" V sr destroy sr1
 refused "vm delete: has snapshots" 4 "--recursive" V vm delete vm1
