@@ -187,6 +187,7 @@ struct vms_pool {
 	pthread_cond_t reap_cond;        /* reap progress, for reap_wait */
 	pthread_t commit_thread, reap_thread;
 	int threads_started, stopping;
+	uint64_t reap_gen;               /* reaper steps done, for reap_wait */
 	int reap_stuck;                  /* the reaper hit ENOSPC: needs a commit */
 	uint32_t commit_interval_ms;
 	uint64_t reap_rate;              /* blocks per second, 0 = unlimited */

@@ -155,6 +155,7 @@ void *reaper_main(void *arg)
 		int may_commit = p->commit_interval_ms != UINT32_MAX;
 		pthread_mutex_lock(&p->bg_lock);
 		p->reap_stuck = rc == VMS_ENOSPC;
+		p->reap_gen++;
 		pthread_cond_broadcast(&p->reap_cond);
 		if (rc <= 0) {
 			/* Nothing to do, or an error (ENOSPC until the next commit
@@ -194,6 +195,9 @@ void vms_pool_set_reap_rate(vms_pool *p, uint64_t blocks_per_sec)
 int vms_pool_reap_wait(vms_pool *p)
 {
 	for (;;) {
+		pthread_mutex_lock(&p->bg_lock);
+		uint64_t gen = p->reap_gen; /* read before ndeleting: no lost wake-up */
+		pthread_mutex_unlock(&p->bg_lock);
 		pthread_mutex_lock(&p->lock);
 		uint64_t left = p->ndeleting;
 		int ro = p->readonly;
@@ -222,7 +226,8 @@ int vms_pool_reap_wait(vms_pool *p)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_timedwait(&p->reap_cond, &p->bg_lock, &ts);
+		if (p->reap_gen == gen)
+			pthread_cond_timedwait(&p->reap_cond, &p->bg_lock, &ts);
 		pthread_mutex_unlock(&p->bg_lock);
 	}
 }
