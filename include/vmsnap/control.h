@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "vmsnap/backend.h"
+#include "vmsnap/metrics.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,6 +66,17 @@ int vms_control_disk_open(vms_disk **out_disk, const vms_backend **out_be, char 
 /* Every export name currently available, as a JSON array of objects
  * {"name":..,"description":..,"size":..,"readonly":bool} (malloc'd). */
 int vms_control_list_exports(char **out_json, vms_control *ctl);
+
+/* Live I/O figures of a server's exports, for `stats` (docs/control.md).
+ * The callback fills a malloc'd array (the caller frees it with free()). */
+typedef struct vms_control_io_entry {
+	char name[256];          /* export name: "vm/disk" or "vm/disk@snapshot" */
+	vms_io_snapshot io;      /* counters since `seconds` ago */
+	double seconds;          /* time the counters cover (0: unknown) */
+} vms_control_io_entry;
+typedef int (*vms_control_io_fn)(void *ctx, vms_control_io_entry **out, size_t *n);
+/* Install (or with NULL remove) the source of live I/O figures. */
+void vms_control_set_io_source(vms_control *ctl, vms_control_io_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -58,7 +58,20 @@ static const struct ctl_op {
 	{"snapshot.rollback", ctl_op_snapshot_rollback, ARGS("snapshot", "force", "dry_run")},
 	{"export.list", ctl_op_export_list, ARGS(NULL)},
 	{"check", ctl_op_check, ARGS("sr", "data", "repair")},
-	{"stats", ctl_op_stats, ARGS("sr", "vm", "snapshot")},
+	{"stats", ctl_op_stats_io, ARGS("sr", "vm", "snapshot")},
+	/* policies, holds, reports, import/export (ops_policy.c, ops_import.c) */
+	{"policy.set", ctl_op_policy_set,
+	 ARGS("vm", "sr", "spec", "schedule", "keep", "name", "enabled", "prune_manual")},
+	{"policy.show", ctl_op_policy_show, ARGS("vm", "sr")},
+	{"policy.list", ctl_op_policy_list, ARGS(NULL)},
+	{"policy.delete", ctl_op_policy_delete, ARGS("vm", "sr")},
+	{"policy.prune", ctl_op_policy_prune, ARGS("vm", "dry_run")},
+	{"policy.run", ctl_op_policy_run, ARGS("vm", "force")},
+	{"snapshot.hold", ctl_op_snapshot_hold, ARGS("snapshot", "tag")},
+	{"snapshot.release", ctl_op_snapshot_release, ARGS("snapshot")},
+	{"vm.report", ctl_op_vm_report, ARGS("vm")},
+	{"vdi.import", ctl_op_vdi_import, ARGS("vm", "name", "source", "format", "device")},
+	{"vdi.export", ctl_op_vdi_export, ARGS("vdi", "snapshot", "path", "format", "overwrite")},
 };
 
 /* ---- open / close ------------------------------------------------------------ */

@@ -66,6 +66,8 @@ struct vms_control {
 	int64_t (*clock)(void *ctx);
 	void *clock_ctx;
 	int lock_fd;            /* <home>/control.lock, held shared while open */
+	vms_control_io_fn io_fn;  /* live I/O figures from a server (ops_policy.c) */
+	void *io_ctx;
 };
 
 /* One request being executed. */
@@ -224,5 +226,23 @@ int ctl_rollback(vms_json **out, ctl_req *r, const vms_cat_vm *vm, const vms_cat
 /* Create a disk row + backend disk for a VM (vm.create, vdi.create, clone uses its own). */
 int ctl_disk_create(vms_cat_vdi *out, ctl_req *r, const ctl_map *m, const char *name, uint64_t size,
                     uint32_t device);
+
+/* ---- ops_policy.c, ops_import.c ------------------------------------------- */
+/* Run an op as a nested request (extra error members dropped). */
+int ctl_sub_op(vms_json **out, vms_control *ctl, ctl_op_fn fn, vms_json *args);
+int ctl_op_policy_set(vms_json **out, ctl_req *r);
+int ctl_op_policy_show(vms_json **out, ctl_req *r);
+int ctl_op_policy_list(vms_json **out, ctl_req *r);
+int ctl_op_policy_delete(vms_json **out, ctl_req *r);
+int ctl_op_policy_prune(vms_json **out, ctl_req *r);
+int ctl_op_policy_run(vms_json **out, ctl_req *r);
+int ctl_op_snapshot_hold(vms_json **out, ctl_req *r);
+int ctl_op_snapshot_release(vms_json **out, ctl_req *r);
+int ctl_op_vm_report(vms_json **out, ctl_req *r);
+int ctl_op_stats_io(vms_json **out, ctl_req *r);
+int ctl_op_vdi_import(vms_json **out, ctl_req *r);
+int ctl_op_vdi_export(vms_json **out, ctl_req *r);
+/* The import record of a disk (*out NULL when it was not imported). */
+int ctl_import_record_get(vms_json **out, vms_control *ctl, const char *vdi_uuid);
 
 #endif
