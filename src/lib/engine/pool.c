@@ -557,7 +557,7 @@ static int lock_file(const char *path, int *fd_out)
 int vms_pool_create_file(vms_pool **out, const char *path, uint64_t size, const vms_pool_options *opts)
 {
 	vms_io *io;
-	int fd, rc;
+	int fd = -1, rc;
 	*out = NULL;
 	if ((rc = vms_io_file_open(&io, path, 1, 0)) < 0)
 		return rc;
@@ -577,7 +577,7 @@ int vms_pool_create_file(vms_pool **out, const char *path, uint64_t size, const 
 int vms_pool_open_file(vms_pool **out, const char *path, const vms_pool_options *opts)
 {
 	vms_io *io;
-	int fd, rc;
+	int fd = -1, rc;
 	*out = NULL;
 	if ((rc = lock_file(path, &fd)) < 0)
 		return rc;

@@ -365,7 +365,7 @@ static int parray_relocate(vms_pool *p, parray *a, int *moved)
 		for (uint64_t j = 0; j < a->n[l]; j++) {
 			if (a->dirty[l][j] != 1)
 				continue;
-			uint64_t nb;
+			uint64_t nb = 0;
 			int rc = sm_alloc_meta(p, 1, &nb);
 			if (rc < 0)
 				return rc;

@@ -171,7 +171,7 @@ static int lookup_leaf(vms_pool *p, vms_vol_id id, int for_write, uint64_t lblk,
                        node **leaf, uint64_t *span)
 {
 	for (;;) {
-		vrec *r;
+		vrec *r = NULL;
 		int rc = vol_get(p, id, for_write, &r);
 		if (rc < 0)
 			return rc;
@@ -211,7 +211,7 @@ static int make_writable(vms_pool *p, node *n, int use_reserve, node **out)
 		*out = n;
 		return 0;
 	}
-	uint64_t nb;
+	uint64_t nb = 0;
 	int rc = sm_alloc_meta(p, use_reserve, &nb);
 	if (rc < 0)
 		return rc;
@@ -242,7 +242,7 @@ int tree_path_writable(vms_pool *p, vrec *r, uint64_t lblk, int level, node **ou
 {
 	int top = r->depth - 1, rc;
 	node *n;
-	uint64_t nb;
+	uint64_t nb = 0;
 	if (!r->root) {
 		if ((rc = sm_alloc_meta(p, use_reserve, &nb)) < 0)
 			return rc;
@@ -322,7 +322,7 @@ static int check_range(vms_pool *p, const vrec *r, uint64_t len, uint64_t off)
  * failure pool->lock is released again, commit_lock is kept. */
 static int io_begin(vms_pool *p, vms_vol_id id, int for_write, uint64_t len, uint64_t off)
 {
-	vrec *r;
+	vrec *r = NULL;
 	int rc;
 	pthread_rwlock_rdlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
@@ -337,7 +337,7 @@ static int gather(vms_pool *p, vms_vol_id id, uint64_t pos, uint64_t end, ext *e
 {
 	int ne = 0, csum = p->data_checksums;
 	while (pos < end && ne < EXT_MAX) {
-		vrec *r;
+		vrec *r = NULL;
 		node *leaf;
 		uint64_t span, lblk = pos >> p->bshift;
 		int rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span);
@@ -502,7 +502,7 @@ static int write_block(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t bo
                        const uint8_t *src, wrun *w)
 {
 	uint8_t tmp[VMS_MAX_BLOCK_SIZE];
-	uint64_t old = ent_blk(leaf, i), nb;
+	uint64_t old = ent_blk(leaf, i), nb = 0;
 	int full = (n == p->bs), rc;
 	const uint8_t *data = src;
 	uint32_t crc = 0;
@@ -584,7 +584,7 @@ static int modify_range(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, 
 	uint64_t pos = off, end = off + len;
 	int rc = 0;
 	while (pos < end) {
-		vrec *r;
+		vrec *r = NULL;
 		node *leaf;
 		uint64_t span, lblk = pos >> p->bshift;
 		uint64_t bo = pos & (p->bs - 1);
@@ -708,7 +708,7 @@ int vms_vol_write_zeroes(vms_pool *p, vms_vol_id id, uint64_t len, uint64_t off,
 
 int vms_vol_flush(vms_pool *p, vms_vol_id id)
 {
-	vrec *r;
+	vrec *r = NULL;
 	pthread_mutex_lock(&p->lock);
 	int rc = vol_get(p, id, 0, &r);
 	pthread_mutex_unlock(&p->lock);
@@ -728,7 +728,7 @@ int vms_vol_block_status(vms_pool *p, vms_vol_id id, uint64_t off, uint64_t len,
                          vms_extent_cb cb, void *ctx)
 {
 	run runs[256], cur = {off, 0, -1};
-	vrec *r;
+	vrec *r = NULL;
 	int rc, nr = 0;
 	uint64_t pos = off, end = off + len;
 	if ((rc = io_begin(p, id, 0, len, off)) < 0)
@@ -782,7 +782,7 @@ done:
 
 int vms_vol_create(vms_vol_id *out, vms_pool *p, uint64_t size)
 {
-	vrec *r;
+	vrec *r = NULL;
 	int rc;
 	if (size == 0 || size % VMS_SECTOR || size > VMS_MAX_VOLUME_SIZE)
 		return vms_error_set(VMS_EINVAL, "volume size %llu: must be a multiple of 512 in (0, 16 TiB]",
@@ -826,7 +826,7 @@ static void share_tree(vms_pool *p, vrec *dst, const vrec *src)
 int vms_vol_snapshot(vms_vol_id *out, vms_pool *p, const vms_vol_id *vols, size_t n)
 {
 	int rc = 0;
-	vrec *r, *s;
+	vrec *r = NULL, *s = NULL;
 	if (n == 0)
 		return vms_error_set(VMS_EINVAL, "no volume to snapshot");
 	pthread_rwlock_wrlock(&p->commit_lock); /* no I/O in flight: atomic at an I/O boundary */
@@ -866,7 +866,7 @@ done:
 int vms_vol_clone(vms_vol_id *out, vms_pool *p, vms_vol_id src)
 {
 	int rc;
-	vrec *r, *s;
+	vrec *r = NULL, *s = NULL;
 	pthread_rwlock_wrlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
 	if (p->readonly) {
@@ -890,7 +890,7 @@ done:
 int vms_vol_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 {
 	int rc;
-	vrec *r, *s, *h;
+	vrec *r = NULL, *s = NULL, *h = NULL;
 	pthread_rwlock_wrlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
 	if ((rc = vol_get(p, vol, 1, &r)) < 0 || (rc = vol_get(p, snap, 0, &s)) < 0)
@@ -947,7 +947,7 @@ int vms_vol_delete(vms_pool *p, vms_vol_id vol)
 int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
 {
 	int rc;
-	vrec *r;
+	vrec *r = NULL;
 	if (size == 0 || size % VMS_SECTOR || size > VMS_MAX_VOLUME_SIZE)
 		return vms_error_set(VMS_EINVAL, "volume size %llu: must be a multiple of 512 in (0, 16 TiB]",
 		                     (unsigned long long)size);
@@ -972,7 +972,7 @@ int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
 	uint32_t want = depth_for_size(p, size);
 	while (r->depth < want) {
 		if (r->root) {
-			uint64_t nb;
+			uint64_t nb = 0;
 			node *n;
 			if ((rc = sm_alloc_meta(p, 0, &nb)) < 0)
 				goto done;
