@@ -47,6 +47,11 @@ int vmsd_catalog_open(vmsd_catalog **out, struct vmsd_daemon *d, const char *hom
 	return 0;
 }
 
+vms_control *vmsd_catalog_control(vmsd_catalog *cat)
+{
+	return cat->ctl;
+}
+
 void vmsd_catalog_close(vmsd_catalog *cat)
 {
 	if (!cat)

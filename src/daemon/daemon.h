@@ -51,5 +51,8 @@ void vmsd_catalog_hooks(vmsd_catalog *cat);
  * response line (malloc'd). */
 int vmsd_catalog_exec(vmsd_catalog *cat, char **out, const char *request);
 void vmsd_catalog_close(vmsd_catalog *cat);
+/* The control handle (scheduler.c sets its clock and I/O source before
+ * any request runs; afterwards use it only under the control lock). */
+struct vms_control *vmsd_catalog_control(vmsd_catalog *cat);
 
 #endif

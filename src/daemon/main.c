@@ -31,6 +31,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "raw.h"
 #include "vmsnap/error.h"
 
@@ -57,6 +58,10 @@ static void usage(FILE *f)
 	        "  --log-level LEVEL      error, warn, info (default), debug\n"
 	        "  --log-file PATH        log to PATH instead of stderr/syslog\n"
 	        "  --pidfile PATH         write (and lock) a pid file\n"
+	        "  --metrics [ADDR:]PORT  serve Prometheus text on http://ADDR:PORT/metrics (loopback by default)\n"
+	        "  --no-scheduler         do not run snapshot policies\n"
+	        "  --clock-scale S        run the policy clock S times real time (tests; default 1)\n"
+	        "  --clock-start EPOCH    the policy clock's time at start (tests; default now)\n"
 	        "  --help, --version\n"
 	        "\n"
 	        "Exports: <vm>/<disk> (read-write), <vm>/<disk>@<snapshot> (read-only), raw NAMEs.\n");
@@ -229,6 +234,10 @@ int main(int argc, char **argv)
 	vmsd_raw *raw = NULL;
 	char *nbd_default = NULL, *ctl_default = NULL, *home_abs = NULL;
 	unsigned long conn_counter = 0;
+	const char *metrics = NULL;   /* policies and monitoring (scheduler.c, metrics_http.c) */
+	int run_scheduler = 1;
+	double clock_scale = 1;
+	long long clock_start = -1;
 	static const struct option opts[] = {
 		{"home", required_argument, 0, 'H'},       {"socket", required_argument, 0, 's'},
 		{"control-socket", required_argument, 0, 'c'}, {"listen", required_argument, 0, 'l'},
@@ -237,7 +246,9 @@ int main(int argc, char **argv)
 		{"max-clients", required_argument, 0, 'm'}, {"foreground", no_argument, 0, 'f'},
 		{"log-level", required_argument, 0, 'L'},  {"log-file", required_argument, 0, 'F'},
 		{"pidfile", required_argument, 0, 'p'},    {"help", no_argument, 0, 'h'},
-		{"version", no_argument, 0, 'V'},          {0, 0, 0, 0},
+		{"version", no_argument, 0, 'V'},          {"metrics", required_argument, 0, 'M'},
+		{"no-scheduler", no_argument, 0, 'N'},     {"clock-scale", required_argument, 0, 'S'},
+		{"clock-start", required_argument, 0, 'T'}, {0, 0, 0, 0},
 	};
 
 	if (vmsd_raw_new(&raw, 0) < 0) {
@@ -284,6 +295,22 @@ int main(int argc, char **argv)
 			break;
 		case 'F': logfile = optarg; break;
 		case 'p': pidfile = optarg; break;
+		case 'M': metrics = optarg; break;
+		case 'N': run_scheduler = 0; break;
+		case 'S':
+		case 'T': {
+			char *e2;
+			double dv = o == 'S' ? strtod(optarg, &e2) : (double)strtoll(optarg, &e2, 10);
+			if (*e2 || !*optarg || dv < (o == 'S' ? 1e-3 : 0) || dv > (o == 'S' ? 1e7 : 253402300799.0)) {
+				fprintf(stderr, "vmsnapd: bad --%s value '%s'\n", o == 'S' ? "clock-scale" : "clock-start", optarg);
+				return 2;
+			}
+			if (o == 'S')
+				clock_scale = dv;
+			else
+				clock_start = (long long)dv;
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("vmsnapd 0.1.0\n"); return 0;
 		default: usage(stderr); return 2;
@@ -384,6 +411,14 @@ int main(int argc, char **argv)
 	}
 	if (d->cat)
 		vmsd_catalog_hooks(d->cat);
+	if (d->cat && vmsd_scheduler_start(d, clock_scale, clock_start, run_scheduler) < 0) {
+		vmsd_error("%s", vms_error_last());
+		goto done;
+	}
+	if (metrics && vmsd_metrics_http_start(d, metrics) < 0) {
+		vmsd_error("%s", vms_error_last());
+		goto done;
+	}
 
 	if (nbd_path) {
 		if ((unix_fd = listen_unix(nbd_path, group ? 0660 : 0600, gid)) < 0) {
@@ -484,6 +519,8 @@ done:
 	if (d->nbd)
 		vmsd_nbd_shutdown(d->nbd, 10000);
 	vmsd_control_shutdown();
+	vmsd_scheduler_stop();
+	vmsd_metrics_http_stop();
 	if (d->xs) {
 		pthread_mutex_lock(&d->control_lock);
 		if (vmsd_exports_flush_all(d->xs) < 0)

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics_http.h"
 #include "nbd_wire.h"
 #include "vmsnap/error.h"
 
@@ -80,6 +81,7 @@ struct conn {
 	size_t rpos, rlen;
 	atomic_int dead;
 	atomic_ullong requests;
+	vms_io_stats *io;             /* this export's counters (metrics_http.c) */
 };
 
 struct vmsd_nbd {
@@ -225,6 +227,7 @@ static int open_export(struct conn *c, const char *name)
 	c->writer = !c->info->readonly;
 	c->readonly = c->info->readonly;
 	snprintf(c->export_name, sizeof c->export_name, "%s", name);
+	c->io = vmsd_metrics_get(name);
 	return 0;
 }
 
@@ -657,6 +660,7 @@ static void serve(struct conn *c, const struct nbd_request *r, uint8_t *buf)
 	int fua = (r->flags & NBD_CMD_FLAG_FUA) != 0;
 	int write = r->type != NBD_CMD_READ && r->type != NBD_CMD_CACHE;
 	int rc = 0;
+	uint64_t t0 = vmsd_metrics_clock();
 
 	if (r->type == NBD_CMD_BLOCK_STATUS) {
 		do_block_status(c, r);
@@ -705,6 +709,7 @@ static void serve(struct conn *c, const struct nbd_request *r, uint8_t *buf)
 	if (write && r->type != NBD_CMD_FLUSH)
 		vmsd_export_dirty(c->e);
 	vmsd_export_leave(c->e, write);
+	vmsd_metrics_done(c->io, r->type, r->length, t0, rc < 0);
 
 	if (rc < 0) {
 		uint32_t err = nbd_wire_errno(rc);
