@@ -349,11 +349,13 @@ static inline int check_pool_clean(vms_pool *pool, const char *what)
 
 /*
  * After every volume was deleted and reaped (and two commits let deferred
- * frees go): no data block is left, and every block is free again except
- * what the volume table grew by while it held many records (it keeps its
- * size, as a file system keeps its inode table): at most a few metadata
- * blocks, never data.
+ * frees go): no data block is left and every block is free again - the
+ * volume table gives its empty pages back too.  VMS_TEST_META_SLACK allows
+ * a few metadata blocks to stay, should the format ever keep a grown table.
  */
+#ifndef VMS_TEST_META_SLACK
+#define VMS_TEST_META_SLACK 0
+#endif
 static inline int check_space_returned(vms_pool *pool, const vms_pool_stats *initial,
                                        const char *what)
 {
@@ -361,7 +363,7 @@ static inline int check_space_returned(vms_pool *pool, const vms_pool_stats *ini
 	int rc = vms_pool_stats_get(&st, pool);
 	int64_t meta_growth = (int64_t)(st.meta_blocks - initial->meta_blocks);
 	if (rc < 0 || st.data_blocks || st.volumes || st.snapshots || st.deleting ||
-	    meta_growth < 0 || meta_growth > 8 ||
+	    meta_growth < 0 || meta_growth > VMS_TEST_META_SLACK ||
 	    st.free_blocks + (uint64_t)meta_growth != initial->free_blocks) {
 		fail("%s: free blocks %" PRIu64 " (initially %" PRIu64 "), data blocks %" PRIu64
 		     ", metadata blocks %" PRIu64 " (initially %" PRIu64 "), volumes %" PRIu64
