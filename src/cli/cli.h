@@ -105,6 +105,12 @@ extern const cli_command cli_vm_commands[];
 extern const cli_command cli_vdi_commands[];
 extern const cli_command cli_snapshot_commands[];
 extern const cli_command cli_misc_commands[];
+/* policy.c: the policy group, and verbs it adds to other nouns (snapshot
+ * hold/release, vm report, vdi import/export), found after a group's own. */
+extern const cli_command cli_policy_commands[];
+extern const cli_command cli_extra_commands[];
+/* The live I/O table of a stats result (policy.c). */
+int cli_render_io(cli_ctx *ctx, const vms_json *result);
 
 /* Shared option entries. */
 #define CLI_OPT_DRY_RUN {"dry-run", 'n', NULL, "change nothing; print what would go and the bytes it would free"}

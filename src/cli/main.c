@@ -50,6 +50,7 @@ static const cli_group groups[] = {
 	{"vm", NULL, "virtual machines: their disks, clones, rollback, tree", cli_vm_commands},
 	{"vdi", "disk", "virtual disks of a VM", cli_vdi_commands},
 	{"snapshot", "snap", "VM snapshots (every disk of the VM at once)", cli_snapshot_commands},
+	{"policy", NULL, "snapshot policies: schedule, retention (prune), holds", cli_policy_commands},
 	{NULL, NULL, "exports, health, space, version", cli_misc_commands},
 };
 
@@ -352,6 +353,12 @@ static void help_group(FILE *f, const cli_group *g)
 		command_line(line, sizeof line, c);
 		fprintf(f, "  %s\n      %s\n", line, c->summary);
 	}
+	for (const cli_command *c = cli_extra_commands; g->name && c->noun; c++) {
+		if (strcmp(c->noun, g->name) != 0)
+			continue;
+		command_line(line, sizeof line, c);
+		fprintf(f, "  %s\n      %s\n", line, c->summary);
+	}
 	fprintf(f, "\n'vmsnap help %s <verb>' shows the options of one command.\n", g->name ? g->name : "<command>");
 }
 
@@ -442,6 +449,8 @@ static const cli_command *resolve(cli_ctx *ctx, const char *noun, const char *ve
 		return NULL;
 	}
 	const cli_command *c = find_verb(cmds, canon, verb);
+	if (!c)
+		c = find_verb(cli_extra_commands, canon, verb);
 	if (!c) {
 		*rc = cli_usage(ctx, "unknown verb '%s %s' (verbs: %s)", noun, verb, verbs);
 		return NULL;

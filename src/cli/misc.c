@@ -187,13 +187,20 @@ static int render_stats(cli_ctx *ctx, const vms_json *r)
 	return cli_table(&sub, disk_space_columns, disks);
 }
 
+/* The space figures, then the live I/O table when vmsnapd serves (policy.c). */
+static int render_stats_io(cli_ctx *ctx, const vms_json *r)
+{
+	int rc = render_stats(ctx, r);
+	return rc ? rc : cli_render_io(ctx, r);
+}
+
 static int cmd_stats(cli_ctx *ctx, const cli_args *a)
 {
 	int n = cli_opt_has(a, "sr") + cli_opt_has(a, "vm") + cli_opt_has(a, "snapshot");
 	if (n > 1)
 		return cli_usage(ctx, "stats takes one of --sr, --vm, --snapshot");
 	vms_json *args = cli_args_with(a, NULL, NULL, "sr vm snapshot");
-	return args ? cli_simple(ctx, "stats", args, render_stats) : cli_nomem(ctx);
+	return args ? cli_simple(ctx, "stats", args, render_stats_io) : cli_nomem(ctx);
 }
 
 /* ---- export list ----------------------------------------------------------------------- */
