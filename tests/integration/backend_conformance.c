@@ -354,6 +354,12 @@ static void leftovers(const char *type, const char *loc, const char *vm, const c
 	char *report = NULL;
 	int rc;
 
+	/* a new handle, as after a restart (zfs: idle snapshot views go) */
+	CHECK_OK(be->sr_close(sr), "sr_close");
+	if (be->sr_open(&sr, loc) < 0) {
+		fprintf(stderr, "FAIL: sr_open %s again: %s\n", loc, vms_error_last());
+		exit(1);
+	}
 	if (strcmp(type, "reflink") == 0) {
 		snprintf(p, sizeof(p), "%s/%s/disks/%s.raw.tmp", loc, vm, disk);
 		touch(p);

@@ -20,10 +20,12 @@
  *
  * Reading a snapshot: zfs-fuse does not provide the .zfs/snapshot/
  * directory (not even with snapdir=visible), so a snapshot is read through a
- * "view": a clone <sr>/<vm_key>.view.<snap_key> made on the first open and
- * destroyed on the last close in this process ('.' never occurs in a key,
- * so a view never collides with a VM).  Views are reference counted under
- * one mutex; snapshot_delete refuses (BUSY) while a view of it is open.
+ * "view": a clone <sr>/<vm_key>.view.<snap_key> made on the first open
+ * ('.' never occurs in a key, so a view never collides with a VM).  Views
+ * are reference counted under one mutex; after the last close a view stays
+ * idle for the next open (at most VIEWS_IDLE of them); snapshot_delete
+ * destroys an idle view and refuses (BUSY) while one is open; sr_close
+ * destroys the SR's idle views.
  *
  * Rollback keeping newer snapshots: `zfs rollback` only goes back to the
  * latest snapshot (-r would destroy the newer ones).  When the target is
@@ -407,25 +409,46 @@ done:
 	return rc;
 }
 
+/* Unlink v from the table and destroy its dataset (lock held).  Best
+ * effort: a view another process still reads stays, and the next
+ * snapshot_delete or check removes it. */
+static void view_destroy_locked(zview *v)
+{
+	for (zview **pp = &g_views; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	if (zdestroy(v->ds, 0) < 0)
+		vms_error_clear();
+	free(v->mnt);
+	free(v);
+}
+
+/*
+ * The last close keeps the view idle (refs 0) for the next open: NBD
+ * clients and verifications reopen the same snapshot often, and a view
+ * costs a clone and a destroy.  At most VIEWS_IDLE idle views are kept
+ * (the oldest go first); snapshot_delete and sr_close destroy them.
+ */
+#define VIEWS_IDLE 8
+
 static void view_release(void *p)
 {
-	zview *v = p, **pp;
+	zview *v = p, *oldest = NULL;
+	unsigned idle = 0;
 
 	if (!v)
 		return;
 	pthread_mutex_lock(&g_views_lock);
 	if (--v->refs == 0) {
-		for (pp = &g_views; *pp; pp = &(*pp)->next)
-			if (*pp == v) {
-				*pp = v->next;
-				break;
+		for (zview *w = g_views; w; w = w->next)
+			if (w->refs == 0) {
+				idle++;
+				oldest = w;      /* new views go to the head: the last idle is the oldest */
 			}
-		/* Best effort: a view another process still reads stays, and the
-		 * next snapshot_delete or check removes it. */
-		if (zdestroy(v->ds, 0) < 0)
-			vms_error_clear();
-		free(v->mnt);
-		free(v);
+		if (idle > VIEWS_IDLE && oldest)
+			view_destroy_locked(oldest);
 	}
 	pthread_mutex_unlock(&g_views_lock);
 }
@@ -441,13 +464,32 @@ static int view_drop(const zfs_sr *sr, const char *vm, const char *snap)
 	pthread_mutex_lock(&g_views_lock);
 	for (zview *v = g_views; v; v = v->next)
 		if (strcmp(v->ds, name) == 0) {
-			pthread_mutex_unlock(&g_views_lock);
-			return vms_error_set(VMS_EBUSY, "snapshot %s@%s is open for reading", vm, snap);
+			if (v->refs) {
+				pthread_mutex_unlock(&g_views_lock);
+				return vms_error_set(VMS_EBUSY, "snapshot %s@%s is open for reading", vm, snap);
+			}
+			view_destroy_locked(v);
+			break;
 		}
 	pthread_mutex_unlock(&g_views_lock);
 	if ((rc = zexists(name)) <= 0)
 		return rc;
 	return zdestroy(name, 0);
+}
+
+/* Destroy the idle views of an SR (sr_close). */
+static void views_close(const zfs_sr *sr)
+{
+	size_t n = strlen(sr->name);
+	zview *v, *next;
+
+	pthread_mutex_lock(&g_views_lock);
+	for (v = g_views; v; v = next) {
+		next = v->next;
+		if (v->refs == 0 && strncmp(v->ds, sr->name, n) == 0 && v->ds[n] == '/')
+			view_destroy_locked(v);
+	}
+	pthread_mutex_unlock(&g_views_lock);
 }
 
 /* ---- SR ------------------------------------------------------------------ */
@@ -568,6 +610,7 @@ static int zfs_sr_close(vms_sr_handle *h)
 	zfs_sr *sr = ZSR(h);
 
 	if (sr) {
+		views_close(sr);
 		free(sr->mnt);
 		free(sr);
 	}
