@@ -116,7 +116,9 @@ int vms_vol_resize(vms_pool *pool, vms_vol_id vol, uint64_t size);
 
 int vms_vol_info_get(vms_vol_info *out, vms_pool *pool, vms_vol_id vol);
 
-/* List volumes: fills up to `cap` ids, returns the total count (may exceed cap). */
+/* List volumes: fills up to `cap` ids, returns the total count (may exceed cap).
+ * Volumes being deleted are not listed (vms_vol_info_get still reports them,
+ * with deleting = 1, until the reaper has reclaimed them). */
 int64_t vms_vol_list(vms_vol_id *out, size_t cap, vms_pool *pool);
 
 /* Bytes that deleting `vol` would free now (walks only its unique part). */
@@ -172,7 +174,8 @@ typedef struct vms_pool_stats {
 int vms_pool_stats_get(vms_pool_stats *out, vms_pool *pool);
 
 /* Wait until the background reaper has reclaimed every deleted volume
- * (tests and `--wait` flags). */
+ * (tests and `--wait` flags).  Returns the reaper's error instead when it
+ * cannot go on (a damaged tree, a read-only pool). */
 int vms_pool_reap_wait(vms_pool *pool);
 
 /* Reaper rate limit in blocks per second (0 = unlimited). */

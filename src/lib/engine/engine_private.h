@@ -189,6 +189,8 @@ struct vms_pool {
 	int threads_started, stopping;
 	uint64_t reap_gen;               /* reaper steps done, for reap_wait */
 	int reap_stuck;                  /* the reaper hit ENOSPC: needs a commit */
+	int reap_rc;                     /* the reaper's last error (not ENOSPC), 0 = none */
+	char reap_msg[200];
 	uint32_t commit_interval_ms;
 	uint64_t reap_rate;              /* blocks per second, 0 = unlimited */
 };

@@ -16,6 +16,7 @@
  * blocks per step; it may use the reserve.  Cost: proportional to the
  * blocks freed plus the shared boundary, never to the volume's size.
  */
+#include <stdio.h>
 #include <time.h>
 
 #include "engine/engine_private.h"
@@ -155,6 +156,9 @@ void *reaper_main(void *arg)
 		int may_commit = p->commit_interval_ms != UINT32_MAX;
 		pthread_mutex_lock(&p->bg_lock);
 		p->reap_stuck = rc == VMS_ENOSPC;
+		p->reap_rc = rc < 0 && rc != VMS_ENOSPC ? rc : 0;
+		if (p->reap_rc)
+			snprintf(p->reap_msg, sizeof(p->reap_msg), "%s", vms_error_last());
 		p->reap_gen++;
 		pthread_cond_broadcast(&p->reap_cond);
 		if (rc <= 0) {
@@ -207,9 +211,13 @@ int vms_pool_reap_wait(vms_pool *p)
 		if (ro)
 			return vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
 		pthread_mutex_lock(&p->bg_lock);
-		int stuck = p->reap_stuck;
+		int stuck = p->reap_stuck, failed = p->reap_rc;
+		char msg[sizeof(p->reap_msg)];
+		memcpy(msg, p->reap_msg, sizeof(msg));
 		p->reap_stuck = 0;
 		pthread_mutex_unlock(&p->bg_lock);
+		if (failed) /* e.g. a damaged tree: waiting would never end */
+			return vms_error_set(failed, "reclaiming deleted volumes: %s", msg);
 		if (stuck) { /* the reserve ran out: commits end the deferral of freed blocks */
 			int rc = vms_pool_commit(p);
 			if (rc == 0)
