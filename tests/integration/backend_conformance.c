@@ -688,6 +688,22 @@ int main(int argc, char **argv)
 	free(report);
 	report = NULL;
 
+	if (strcmp(type, "zfs") == 0) {
+		step("zfs: an idle snapshot view destroyed by another process is made again");
+		char view[600];
+		snprintf(view, sizeof(view), "%s/%s.view.%s", loc, vm, s1k);
+		verify(&s1[0], "s1 disk A (makes its view)");
+		const char *destroy[] = {"zfs", "destroy", "-f", view, NULL};
+		int gone = 0;
+		for (int i = 0; i < 20 && !gone; i++) {
+			gone = zcmd(destroy, NULL, 0) == 0;
+			if (!gone)
+				usleep(200000);
+		}
+		CHECK(gone, "zfs destroy -f %s", view);
+		verify(&s1[0], "s1 disk A read again after its view was destroyed");
+	}
+
 	step("check finds what a crash leaves behind, repair removes it");
 	leftovers(type, loc, vm, s1k, d[0].key);
 
