@@ -8,6 +8,7 @@ PKGS=(
   qemu-utils qemu-system-x86 nbdkit libnbd-bin fio gnuplot-nox
   zfs-fuse xfsprogs btrfs-progs util-linux e2fsprogs
   python3 jq procps psmisc
+  linux-image-cloud-amd64 busybox-static   # test_daemon_vm.sh: a guest kernel and a static busybox
 )
 missing=()
 for p in "${PKGS[@]}"; do
