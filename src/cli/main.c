@@ -380,6 +380,11 @@ static void help_all(FILE *f)
 			command_line(line, sizeof line, c);
 			fprintf(f, "  %s\n", line + strlen("vmsnap "));
 		}
+		for (const cli_command *c = cli_extra_commands; g->name && c->noun; c++)
+			if (!strcmp(c->noun, g->name)) {
+				command_line(line, sizeof line, c);
+				fprintf(f, "  %s\n", line + strlen("vmsnap "));
+			}
 		fprintf(f, "\n");
 	}
 	fprintf(f, "common options:\n");
@@ -444,15 +449,24 @@ static const cli_command *resolve(cli_ctx *ctx, const char *noun, const char *ve
 			return m;
 	}
 	verbs_of(verbs, sizeof verbs, cmds, canon);
+	size_t len = strlen(verbs);
+	if (g && len + 3 < sizeof verbs) {
+		verbs_of(verbs + len + 2, sizeof verbs - len - 2, cli_extra_commands, canon);
+		if (verbs[len + 2]) {
+			verbs[len] = ',';
+			verbs[len + 1] = ' ';
+		}
+	}
 	if (!verb) {
-		*rc = cli_usage(ctx, "'%s' needs a verb: %s", noun, verbs);
+		*rc = cli_fail(ctx, "INVALID", "'%s' needs a verb: %s (see 'vmsnap help %s')", noun, verbs, noun);
 		return NULL;
 	}
 	const cli_command *c = find_verb(cmds, canon, verb);
 	if (!c)
 		c = find_verb(cli_extra_commands, canon, verb);
 	if (!c) {
-		*rc = cli_usage(ctx, "unknown verb '%s %s' (verbs: %s)", noun, verb, verbs);
+		*rc = cli_fail(ctx, "INVALID", "unknown verb '%s %s' (verbs: %s; see 'vmsnap help %s')", noun, verb,
+		               verbs, noun);
 		return NULL;
 	}
 	*used_verb = 1;
