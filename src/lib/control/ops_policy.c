@@ -13,6 +13,10 @@
  * `name` ("auto" by default).  The last run of a VM's policy is the time
  * tag of its newest automatic snapshot, so nothing more is stored and the
  * missed-run rules of vms_policy_next_run() apply across daemon restarts.
+ * Before the first automatic snapshot, the schedule counts from when the
+ * policy was set (or the VM created, if later): the first run is the first
+ * slot after that, so setting a policy does not snapshot at once, and a
+ * policy set long ago gives one catch-up run, not none.
  */
 #include <math.h>
 #include <stdio.h>
@@ -91,13 +95,15 @@ static int parse_stored(vms_policy *p, const vms_cat_policy *cp)
 /* The effective policy of a VM: its own, else its SR's.  *source is "vm",
  * "sr", or NULL when neither has one (then *p is the default and 0 is
  * returned). */
-int ctl_policy_effective(vms_policy *p, const char **source, vms_control *ctl, const vms_cat_vm *vm)
+static int policy_effective(vms_policy *p, const char **source, int64_t *updated, vms_control *ctl,
+                            const vms_cat_vm *vm)
 {
 	int rc;
 	vms_cat_policy cp;
 	memset(&cp, 0, sizeof(cp));
 	vms_policy_init(p);
 	*source = NULL;
+	*updated = 0;
 	rc = vms_cat_policy_get(&cp, ctl->cat, vm->uuid);
 	if (rc == VMS_ENOTFOUND) {
 		vms_error_clear();
@@ -111,10 +117,18 @@ int ctl_policy_effective(vms_policy *p, const char **source, vms_control *ctl, c
 	} else if (rc == 0) {
 		*source = "vm";
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = parse_stored(p, &cp);
+		*updated = cp.updated > vm->created ? cp.updated : vm->created;
+	}
 	vms_cat_policy_clear(&cp);
 	return rc;
+}
+
+static int ctl_policy_effective(vms_policy *p, const char **source, vms_control *ctl, const vms_cat_vm *vm)
+{
+	int64_t updated;
+	return policy_effective(p, source, &updated, ctl, vm);
 }
 
 /* ---- a VM's snapshots as the policy library sees them ------------------------ */
@@ -123,7 +137,8 @@ typedef struct vm_snaps {
 	vms_cat_snapshot *s;      /* ready, live */
 	size_t n;
 	vms_prune_snap *ps;
-	int64_t last_run;         /* newest automatic snapshot, or VMS_POLICY_NO_RUN */
+	int64_t last_auto;        /* newest automatic snapshot, or VMS_POLICY_NO_RUN */
+	int64_t last_run;         /* last_auto, else when the policy began */
 } vm_snaps;
 
 static void vm_snaps_clear(vm_snaps *v)
@@ -133,12 +148,14 @@ static void vm_snaps_clear(vm_snaps *v)
 	memset(v, 0, sizeof(*v));
 }
 
-static int vm_snaps_load(vm_snaps *v, vms_control *ctl, const vms_cat_vm *vm, const vms_policy *p)
+static int vm_snaps_load(vm_snaps *v, vms_control *ctl, const vms_cat_vm *vm, const vms_policy *p,
+                         int64_t began)
 {
 	int rc;
 	size_t n = 0;
 	memset(v, 0, sizeof(*v));
 	v->last_run = VMS_POLICY_NO_RUN;
+	v->last_auto = VMS_POLICY_NO_RUN;
 	if ((rc = vms_cat_snapshot_list(&v->s, &n, ctl->cat, vm->uuid, 0)) < 0)
 		return rc;
 	if (!(v->ps = calloc(n ? n : 1, sizeof(*v->ps)))) {
@@ -156,10 +173,11 @@ static int vm_snaps_load(vm_snaps *v, vms_control *ctl, const vms_cat_vm *vm, co
 		ps->held = s->hold[0] != 0;
 		ps->hold_reason = s->hold[0] ? s->hold : NULL;
 		ps->manual = strcmp(s->name, p->name) != 0;
-		if (!ps->manual && (v->last_run == VMS_POLICY_NO_RUN || s->time > v->last_run))
-			v->last_run = s->time;
+		if (!ps->manual && (v->last_auto == VMS_POLICY_NO_RUN || s->time > v->last_auto))
+			v->last_auto = s->time;
 		v->n++;
 	}
+	v->last_run = v->last_auto != VMS_POLICY_NO_RUN ? v->last_auto : began;
 	return 0;
 }
 
@@ -197,7 +215,7 @@ static int prune_vm(vms_json **out, vms_control *ctl, const vms_cat_vm *vm, cons
 	vm_snaps v;
 	vms_prune_decision *d = NULL;
 	vms_json *res = NULL, *deleted = NULL, *skipped = NULL;
-	if ((rc = vm_snaps_load(&v, ctl, vm, p)) < 0)
+	if ((rc = vm_snaps_load(&v, ctl, vm, p, VMS_POLICY_NO_RUN)) < 0)
 		return rc;
 	if ((rc = vms_prune_compute(&d, p, v.ps, v.n)) < 0 || (rc = vms_prune_to_json(&res, d, v.n)) < 0)
 		goto done;
@@ -375,17 +393,17 @@ done:
 	return rc;
 }
 
-static int next_json(vms_json *o, const vms_policy *p, int64_t last_run, int64_t now)
+static int next_json(vms_json *o, const vms_policy *p, const vm_snaps *v, int64_t now)
 {
 	int64_t next = VMS_POLICY_NEVER;
 	uint64_t missed = 0;
-	int rc = vms_policy_next_run(&next, &missed, p, last_run, now);
+	int rc = vms_policy_next_run(&next, &missed, p, v->last_run, now);
 	if (rc < 0)
 		return rc;
-	if (last_run == VMS_POLICY_NO_RUN)
+	if (v->last_auto == VMS_POLICY_NO_RUN)
 		vms_json_object_set(o, "last_run_time", vms_json_new_null());
 	else
-		ctl_set_time(o, "last_run", last_run);
+		ctl_set_time(o, "last_run", v->last_auto);
 	if (next == VMS_POLICY_NEVER) {
 		vms_json_object_set(o, "next_time", vms_json_new_null());
 		vms_json_object_set(o, "next_time_iso", vms_json_new_null());
@@ -407,8 +425,9 @@ int ctl_op_policy_show(vms_json **out, ctl_req *r)
 	memset(&cp, 0, sizeof(cp));
 	if ((rc = get_target(&t, r)) < 0)
 		return rc;
+	int64_t began = 0;
 	if (t.kind[0] == 'v') {
-		if ((rc = ctl_policy_effective(&p, &source, r->ctl, &t.vm)) < 0)
+		if ((rc = policy_effective(&p, &source, &began, r->ctl, &t.vm)) < 0)
 			return rc;
 		if (!source)
 			return vms_error_set(VMS_ENOTFOUND, "VM '%s' has no policy (neither its own nor its "
@@ -429,9 +448,9 @@ int ctl_op_policy_show(vms_json **out, ctl_req *r)
 		goto done;
 	if (t.kind[0] == 'v') {
 		vm_snaps v;
-		if ((rc = vm_snaps_load(&v, r->ctl, &t.vm, &p)) < 0)
+		if ((rc = vm_snaps_load(&v, r->ctl, &t.vm, &p, began)) < 0)
 			goto done;
-		rc = next_json(o, &p, v.last_run, ctl_now(r->ctl));
+		rc = next_json(o, &p, &v, ctl_now(r->ctl));
 		vm_snaps_clear(&v);
 		if (rc < 0)
 			goto done;
@@ -558,22 +577,22 @@ static int run_vm(vms_json *e, int64_t *next_out, vms_control *ctl, const vms_ca
 	const char *source;
 	vms_policy p;
 	vm_snaps v;
-	int64_t now = ctl_now(ctl), next = VMS_POLICY_NEVER;
+	int64_t now = ctl_now(ctl), next = VMS_POLICY_NEVER, began = 0;
 	uint64_t missed = 0;
 	vms_json *snap = NULL, *pr = NULL;
 	memset(&v, 0, sizeof(v));
 	*next_out = VMS_POLICY_NEVER;
-	if ((rc = ctl_policy_effective(&p, &source, ctl, vm)) < 0 || !source)
+	if ((rc = policy_effective(&p, &source, &began, ctl, vm)) < 0 || !source)
 		return rc;
 	vms_json_object_set_string(e, "source", source);
-	if ((rc = vm_snaps_load(&v, ctl, vm, &p)) < 0 ||
+	if ((rc = vm_snaps_load(&v, ctl, vm, &p, began)) < 0 ||
 	    (rc = vms_policy_next_run(&next, &missed, &p, v.last_run, now)) < 0)
 		goto done;
 	int due = next <= now || force;
 	vms_json_object_set_bool(e, "due", due);
 	vms_json_object_set_int(e, "missed", (int64_t)missed);
 	if (!due || !p.enabled) {
-		rc = next_json(e, &p, v.last_run, now);
+		rc = next_json(e, &p, &v, now);
 		*next_out = next;
 		goto done;
 	}
@@ -781,7 +800,8 @@ int ctl_op_vm_report(vms_json **out, ctl_req *r)
 	if ((rc = ctl_arg_str(&vmkey, r, "vm", 1)) < 0 || (rc = ctl_get_vm(&vm, r, vmkey, 0)) < 0 ||
 	    (rc = ctl_policy_effective(&p, &source, r->ctl, &vm)) < 0)
 		return rc;
-	if ((rc = ctl_map_vm(&m, r->ctl, &vm)) < 0 || (rc = vm_snaps_load(&v, r->ctl, &vm, &p)) < 0)
+	if ((rc = ctl_map_vm(&m, r->ctl, &vm)) < 0 ||
+	    (rc = vm_snaps_load(&v, r->ctl, &vm, &p, VMS_POLICY_NO_RUN)) < 0)
 		goto done;
 	rs = calloc(v.n ? v.n : 1, sizeof(*rs));
 	names = calloc(v.n ? v.n : 1, sizeof(*names));
