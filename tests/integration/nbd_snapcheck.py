@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Check that a snapshot taken during writes is atomic at an I/O boundary.
 
-  nbd_snapcheck.py write  SOCKET EXPORT START NBLOCKS LOG [DELAY_MS]
+  nbd_snapcheck.py write  SOCKET EXPORT START NBLOCKS LOG [DELAY_MS [STOPFILE]]
   nbd_snapcheck.py verify SOCKET SNAP_EXPORT START NBLOCKS LOG T0 T1
   nbd_snapcheck.py hold   SOCKET EXPORT SECONDS      (a writer that stays connected)
   nbd_snapcheck.py expect SOCKET EXPORT OFFSET LENGTH BYTE
 
-`write` writes NBLOCKS 4 KiB blocks one after the other (each acknowledged
-before the next is sent) at START + i*4096, block i holding a content
-derived from i, and logs "i issue_time ack_time" per block.  `verify` reads
+`write` writes up to NBLOCKS 4 KiB blocks one after the other (each
+acknowledged before the next is sent) at START + i*4096, block i holding a
+content derived from i, and logs "i issue_time ack_time" per block; it
+stops early once STOPFILE exists.  `verify` reads
 those blocks from a snapshot taken between wall-clock times T0 and T1 (the
 snapshot request was sent at T0 and answered at T1) and checks:
   - every block acknowledged before T0 is in the snapshot, whole;
@@ -42,10 +43,12 @@ def client(sock, export):
     return nbd.Client(export=export)
 
 
-def do_write(sock, export, start, n, log, delay_ms=0.0):
+def do_write(sock, export, start, n, log, delay_ms=0.0, stopfile=None):
     c = client(sock, export)
-    with open(log, "w") as f:
+    with open(log, "w", buffering=1) as f:
         for i in range(n):
+            if stopfile and os.path.exists(stopfile):
+                break
             t0 = time.time()
             c.request(nbd.CMD_WRITE, start + i * BLOCK, BLOCK, handle=i, payload=content(i))
             h, err, _ = c.reply()
@@ -65,6 +68,7 @@ def do_verify(sock, export, start, n, log, t0, t1):
         for line in f:
             i, a, b = line.split()
             times[int(i)] = (float(a), float(b))
+    n = min(n, len(times))
     c = client(sock, export)
     present = []
     torn = []
@@ -130,7 +134,8 @@ def main():
     mode = sys.argv[1]
     a = sys.argv[2:]
     if mode == "write":
-        return do_write(a[0], a[1], int(a[2]), int(a[3]), a[4], float(a[5]) if len(a) > 5 else 0.0)
+        return do_write(a[0], a[1], int(a[2]), int(a[3]), a[4], float(a[5]) if len(a) > 5 else 0.0,
+                        a[6] if len(a) > 6 else None)
     if mode == "verify":
         return do_verify(a[0], a[1], int(a[2]), int(a[3]), a[4], float(a[5]), float(a[6]))
     if mode == "hold":

@@ -63,7 +63,9 @@ fio --name=live --ioengine=nbd --uri="$(uri vm1/root)" --rw=randwrite --bs=4k --
   --iodepth=16 --time_based --runtime=8 --verify=crc32c --do_verify=1 --verify_fatal=1 \
   --output="$T/fio-live.txt" >/dev/null 2>&1 &
 FIO=$!
-python3 "$CHECK" write "$SOCK" vm1/root $((48 << 20)) 3000 "$T/writes.log" 1 &
+# The writer goes on until told to stop, whatever the snapshot costs on a
+# loaded machine: 16 MiB of blocks at most.
+python3 "$CHECK" write "$SOCK" vm1/root $((48 << 20)) 4096 "$T/writes.log" 2 "$T/stop" &
 WR=$!
 # Snapshot once the writer is well under way (python starts slowly on a
 # loaded machine), so that the check sees writes on both sides of it.
@@ -71,11 +73,14 @@ for _ in $(seq 300); do [ "$(cat "$T/writes.log" 2>/dev/null | wc -l)" -ge 400 ]
 t0=$(date +%s.%N)
 snap=$(ctl '{"op":"snapshot.create","args":{"vm":"vm1","name":"live"}}')
 t1=$(date +%s.%N)
+n1=$(cat "$T/writes.log" | wc -l)
+for _ in $(seq 300); do [ "$(cat "$T/writes.log" | wc -l)" -ge $((n1 + 200)) ] && break; sleep 0.1; done
+touch "$T/stop"
 wait "$WR"; wr=$?
 wait "$FIO"; fr=$?
 if ok_result "$snap" && [ "$wr" = 0 ] && [ "$fr" = 0 ]; then
   full=$(json_get "$snap" 'j["result"]["name"]')
-  if out=$(python3 "$CHECK" verify "$SOCK" "vm1/root@$full" $((48 << 20)) 3000 "$T/writes.log" "$t0" "$t1" 2>&1); then
+  if out=$(python3 "$CHECK" verify "$SOCK" "vm1/root@$full" $((48 << 20)) 4096 "$T/writes.log" "$t0" "$t1" 2>&1); then
     t_ok; echo "    $out" >&2
   else t_fail "$out"; fi
 else
