@@ -529,9 +529,7 @@ int vms_pool_open(vms_pool **out, vms_io *io, const vms_pool_options *opts)
 	p->dirty = 1; /* see the file comment: records = opened state + successor */
 	if ((rc = pool_commit_locked(p)) < 0 || (rc = start_threads(p)) < 0)
 		goto done;
-	if (p->ndeleting)
-		pool_kick(p);
-	*out = p;
+	*out = p; /* the reaper starts with a look at the deleted volumes */
 done:
 	if (rc < 0)
 		pool_free(p);
