@@ -19,7 +19,7 @@
  * full pool refuses writes with VMS_ENOSPC and still deletes and commits.
  *
  * Knobs: VMS_SEED replays; VMS_CRASH_ITERS sets the number of cut points
- * (default 1000); VMS_TRACE=1 prints every operation.
+ * (default 1000, 500 under sanitizers); VMS_TRACE=1 prints every operation.
  */
 #undef NDEBUG
 #include <unistd.h>
@@ -434,7 +434,7 @@ static const vms_pool_options crash_configs[] = {
 TEST(power_cuts_recover_the_last_commit)
 {
 	uint64_t seed = test_seed("engine crash");
-	uint64_t iters = env_u64("VMS_CRASH_ITERS", 1000);
+	uint64_t iters = env_u64("VMS_CRASH_ITERS", VMS_TEST_SCALE(1000));
 	uint64_t total = 0;
 	const int per_pool = 10;
 	for (uint64_t run = 0; total < iters && !test_failures_in_case; run++) {

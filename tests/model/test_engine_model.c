@@ -12,8 +12,9 @@
  * come back to its initial value.
  *
  * Knobs: VMS_SEED=n replays a run; VMS_MODEL_OPS=n sets the number of
- * operations (default 6000 over four pool configurations); VMS_TRACE=1
- * prints every operation.  Keep small volumes: the model is dense.
+ * operations (default 6000 over four pool configurations, half under
+ * sanitizers); VMS_TRACE=1 prints every operation.  Keep small volumes: the
+ * model is dense.
  */
 #undef NDEBUG
 #include <pthread.h>
@@ -671,7 +672,7 @@ static const vms_pool_options configs[] = {
 TEST(random_operations_match_the_model)
 {
 	uint64_t seed = test_seed("engine model");
-	uint64_t total = env_u64("VMS_MODEL_OPS", 6000);
+	uint64_t total = env_u64("VMS_MODEL_OPS", VMS_TEST_SCALE(6000));
 	size_t nconf = sizeof(configs) / sizeof(configs[0]);
 	for (size_t c = 0; c < nconf && !test_failures_in_case; c++) {
 		uint64_t run_seed = seed * 31 + c;
