@@ -198,12 +198,13 @@ void vms_pool_set_reap_rate(vms_pool *p, uint64_t blocks_per_sec)
 
 int vms_pool_reap_wait(vms_pool *p)
 {
+	uint64_t stuck_avail = UINT64_MAX;
 	for (;;) {
 		pthread_mutex_lock(&p->bg_lock);
 		uint64_t gen = p->reap_gen; /* read before ndeleting: no lost wake-up */
 		pthread_mutex_unlock(&p->bg_lock);
 		pthread_mutex_lock(&p->lock);
-		uint64_t left = p->ndeleting;
+		uint64_t left = p->ndeleting, avail = sm_avail(p);
 		int ro = p->readonly;
 		pthread_mutex_unlock(&p->lock);
 		if (!left)
@@ -219,11 +220,16 @@ int vms_pool_reap_wait(vms_pool *p)
 		if (failed) /* e.g. a damaged tree: waiting would never end */
 			return vms_error_set(failed, "reclaiming deleted volumes: %s", msg);
 		if (stuck) { /* the reserve ran out: commits end the deferral of freed blocks */
+			if (avail == stuck_avail) /* and they did not help: truly full */
+				return vms_error_set(VMS_ENOSPC, "reclaiming deleted volumes: pool is full");
 			int rc = vms_pool_commit(p);
 			if (rc == 0)
 				rc = vms_pool_commit(p);
 			if (rc < 0)
 				return rc;
+			pthread_mutex_lock(&p->lock);
+			stuck_avail = sm_avail(p);
+			pthread_mutex_unlock(&p->lock);
 		}
 		pthread_mutex_lock(&p->bg_lock);
 		pthread_cond_broadcast(&p->bg_cond);
