@@ -522,6 +522,12 @@ static int check_location(const char *loc)
 		      c == '_' || c == '-' || c == '.' || c == ':' || c == '/'))
 			return vms_error_set(VMS_EINVAL, "invalid zfs SR location '%s': character '%c' is not "
 			                     "allowed in a dataset name", loc, c);
+		/* Every component starts with a letter or digit: no "." or ".."
+		 * (path-like), no leading '-' (read as an option by zfs). */
+		if ((i == 0 || loc[i - 1] == '/') &&
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+			return vms_error_set(VMS_EINVAL, "invalid zfs SR location '%s': each component of a "
+			                     "dataset name starts with a letter or digit", loc);
 	}
 	return 0;
 }
