@@ -29,7 +29,7 @@ ALL_SYSTEMS="raw-nbdkit raw-qemu qcow2-chain qcow2-internal vmsnap-native vmsnap
 usage() {
   cat <<EOF
 usage: bench/paper.sh [options]
-  --quick               smoke mode: N=0 2, 32 MiB disk, 1 s runs, small mgmt sizes
+  --quick               smoke mode: N=0 2, 32 MiB disk, 1 s runs, one mgmt size (32m)
   --systems LIST        comma-separated, from: ${ALL_SYSTEMS// /,}
                         (default: all; unavailable vmsnap systems are skipped
                         with a note unless --strict or CI=true)
@@ -96,7 +96,7 @@ if [ "$QUICK" = 1 ]; then
   [ "$set_n" = 1 ] || NLIST="0 2"
   [ "$set_runtime" = 1 ] || RUNTIME=1
   [ "$set_size" = 1 ] || SIZE=32m
-  [ "$set_mgmt" = 1 ] || MGMT_SIZES="16m 32m"
+  [ "$set_mgmt" = 1 ] || MGMT_SIZES="32m"
   RAMP=0
 fi
 
