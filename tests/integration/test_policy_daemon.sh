@@ -40,10 +40,10 @@ snaps() {
 t_begin "daemon starts with an accelerated policy clock and a metrics endpoint"
 if start_daemon --clock-scale 3600 --clock-start $T0 --metrics 127.0.0.1:$PORT; then t_ok; else t_fail "$(tail -3 "$LOG")"; t_end; fi
 
-t_begin "SR, VM and an hourly policy keeping the last 2"
+t_begin "SR, VM and an hourly policy keeping the last 3"
 o1=$(ctl "{\"op\":\"sr.create\",\"args\":{\"name\":\"sr1\",\"type\":\"native\",\"location\":\"$T/sr\",\"size\":\"256M\"}}")
 o2=$(ctl '{"op":"vm.create","args":{"name":"vm1","sr":"sr1","disks":[{"name":"d0","size":"16M"}]}}')
-o3=$(vmsnap --home "$HOME_DIR" policy set vm1 --schedule hourly --keep-last 2 2>&1)
+o3=$(vmsnap --home "$HOME_DIR" policy set vm1 --schedule hourly --keep-last 3 2>&1)
 ok_result "$o1" && ok_result "$o2" && [[ $o3 == *hourly* ]] && t_ok || t_fail "$o1 $o2 $o3"
 
 t_begin "the scheduler takes the first snapshot within a few schedule hours"
@@ -51,19 +51,19 @@ first=""
 for _ in $(seq 100); do first=$(snaps | head -1); [ -n "$first" ] && break; sleep 0.1; done
 [ -n "$first" ] && t_ok || t_fail "no snapshot; $(tail -3 "$LOG")"
 
-t_begin "hold the first automatic snapshot"
+t_begin "hold the first automatic snapshot (keep-last 3 prunes it only at the 4th)"
 out=$(vmsnap --home "$HOME_DIR" snapshot hold vm1@latest --tag keepme 2>&1)
 [[ $out == *"held: keepme"* ]] && t_ok || t_fail "$out"
 
 sleep 6   # six hours of schedule
 
-t_begin "hourly snapshots taken in distinct hours and pruned to the last 2 plus the held one"
+t_begin "hourly snapshots taken in distinct hours and pruned to the last 3 plus the held one"
 list=$(snaps)
 auto_free=$(printf '%s\n' "$list" | awk '$2=="auto" && $3=="None"' | wc -l)
 held=$(printf '%s\n' "$list" | awk '$3=="keepme"' | wc -l)
 hours=$(printf '%s\n' "$list" | awk '{print int($1/3600)}' | sort -u | wc -l)
 taken=$(grep -c 'scheduler: VM vm1: snapshot' "$LOG")
-if [ "$auto_free" = 2 ] && [ "$held" = 1 ] && [ "$hours" = 3 ] && [ "$taken" -ge 5 ]; then t_ok
+if [ "$auto_free" = 3 ] && [ "$held" = 1 ] && [ "$hours" = 4 ] && [ "$taken" -ge 5 ]; then t_ok
 else t_fail "auto=$auto_free held=$held hours=$hours taken=$taken: $list"; fi
 
 t_begin "a dry run explains the decisions (held, keep-last)"
@@ -114,7 +114,7 @@ list=$(snaps)
 new=$(printf '%s\n' "$list" | awk -v t=$((T0 + 3 * 86400)) '$1 >= t' | wc -l)
 count=$(printf '%s\n' "$list" | wc -l)
 held=$(printf '%s\n' "$list" | awk '$3=="keepme"' | wc -l)
-if [ "$new" = 1 ] && [ "$count" = 3 ] && [ "$held" = 1 ] && grep -q 'catch-up for' "$LOG"; then t_ok
+if [ "$new" = 1 ] && [ "$count" = 4 ] && [ "$held" = 1 ] && grep -q 'catch-up for' "$LOG"; then t_ok
 else t_fail "new=$new count=$count (was $before) held=$held: $list"; fi
 
 # ---- import of a qcow2 backing chain of depth 3, export ------------------
