@@ -484,6 +484,19 @@ TEST(import_export_raw)
 	j = get("{\"op\":\"vm.report\",\"args\":{\"vm\":\"vm1\"}}");
 	CHECK(num(j, "result.disks.1.imported.source_chain_depth") == 1);
 	vms_json_free(j);
+	/* vmdk in, qcow2 out */
+	char vmdk[128], q2[128];
+	snprintf(vmdk, sizeof(vmdk), "%s/src.vmdk", home);
+	snprintf(q2, sizeof(q2), "%s/out.qcow2", home);
+	snprintf(cmd, sizeof(cmd), "qemu-img convert -f qcow2 -O vmdk %s %s", src, vmdk);
+	REQUIRE(system(cmd) == 0);
+	j = get("{\"op\":\"vdi.import\",\"args\":{\"vm\":\"vm1\",\"name\":\"vmdk\",\"source\":\"%s\"}}", vmdk);
+	CHECK(strcmp(str(j, "result.import.format"), "vmdk") == 0);
+	vms_json_free(j);
+	vms_json_free(get("{\"op\":\"vdi.export\",\"args\":{\"vdi\":\"vm1/vmdk\",\"path\":\"%s\","
+	                  "\"format\":\"qcow2\"}}", q2));
+	snprintf(cmd, sizeof(cmd), "qemu-img compare -q -f qcow2 -F qcow2 %s %s", src, q2);
+	CHECK(system(cmd) == 0);
 	teardown();
 }
 
