@@ -142,7 +142,7 @@ bench_nbd_uri() { # socket export
 # Fails if fio fails or any job reports an error.
 bench_fio() {
   local out=$1 uri=$2; shift 2
-  if ! fio --name=job --ioengine=nbd --uri="$uri" --output-format=json \
+  if ! fio --name=job --ioengine=nbd --uri="$uri" --verify_state_save=0 --output-format=json \
        --output="$out" "$@" >>"$BENCH_LOG" 2>&1; then
     bench_log "fio failed: $* (see $out and $BENCH_LOG)"
     return 1

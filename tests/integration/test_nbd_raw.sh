@@ -93,11 +93,11 @@ check "nbdcopy file -> export (sparse source)" nbdcopy "$T/sparse.img" "$(uri di
 check "nbdcopy result compares equal" qemu-img compare -f raw -F raw "$T/sparse.img" "$(uri disk)"
 
 check "fio randwrite with verify=crc32c through the server" \
-  fio --name=verify --ioengine=nbd --uri="$(uri disk)" --rw=randwrite --bs=4k --size=16M \
+  fio --name=verify --ioengine=nbd --verify_state_save=0 --uri="$(uri disk)" --rw=randwrite --bs=4k --size=16M \
       --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --output="$T/fio.txt"
 
 check "fio mixed 2k randrw with verify, 3 seconds" \
-  fio --name=mixed --ioengine=nbd --uri="$(uri disk)" --rw=randrw --rwmixread=67 --bs=2k \
+  fio --name=mixed --ioengine=nbd --verify_state_save=0 --uri="$(uri disk)" --rw=randrw --rwmixread=67 --bs=2k \
       --offset=32M --size=16M --iodepth=16 --time_based --runtime=3 --verify=crc32c \
       --verify_fatal=1 --output="$T/fio2.txt"
 
