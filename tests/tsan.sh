@@ -61,8 +61,12 @@ for path in sorted(glob.glob(sys.argv[1] + "/tsan.*")):
         if not m:
             continue
         frames = re.findall(r"#\d+ (\S+) (\S+)", rep)
-        key = (m.group(1), tuple(f for f, _ in frames[:2]), tuple(f for f, _ in frames[4:6]))
-        sig = m.group(1) + ": " + " | ".join("%s %s" % f for f in frames[:4])
+        # the two accesses: the first frame after the report line and after "Previous"
+        prev = re.findall(r"#\d+ (\S+) (\S+)", rep.split("Previous", 1)[1]) if "Previous" in rep else []
+        key = (m.group(1), frames[0][0] if frames else "", prev[0][0] if prev else "")
+        sig = m.group(1) + ": " + " | ".join("%s %s" % f for f in frames[:2])
+        if prev:
+            sig += "  vs  " + " | ".join("%s %s" % f for f in prev[:2])
         if key not in seen:
             seen[key] = (sig, path)
 for sig, path in seen.values():
