@@ -317,4 +317,31 @@ TEST(random_mutations_never_crash)
 	}
 }
 
+/* Found by fuzz_json: -1e-400 is the double -0.0; it was written "-0", read
+ * back as the integer 0 and then written "0".  Serialising must be a fixed point:
+ * what is written and read back is written the same way again. */
+TEST(serialising_doubles_is_a_fixed_point)
+{
+	static const char *const in[] = {"[-1e-400]", "[2.0]", "[1e300]", "[-0.5]", "[-0.0]"};
+	static const char *const want[] = {"[0]", "[2]", "[1.0000000000000001e+300]", "[-0.5]", "[0]"};
+	for (size_t k = 0; k < sizeof in / sizeof in[0]; k++) {
+		vms_json *a = NULL, *b = NULL;
+		char *t1 = NULL, *t2 = NULL;
+		CHECK_OK(vms_json_parse(&a, in[k], strlen(in[k])));
+		REQUIRE(a);
+		CHECK_OK(vms_json_serialize(&t1, a, 0));
+		REQUIRE(t1);
+		CHECK(strcmp(t1, want[k]) == 0);
+		CHECK_OK(vms_json_parse(&b, t1, strlen(t1)));
+		REQUIRE(b);
+		CHECK_OK(vms_json_serialize(&t2, b, 0));
+		REQUIRE(t2);
+		CHECK(strcmp(t1, t2) == 0);
+		free(t1);
+		free(t2);
+		vms_json_free(a);
+		vms_json_free(b);
+	}
+}
+
 TEST_MAIN()

@@ -1140,6 +1140,11 @@ static void emit(struct buf *b, const vms_json *v, unsigned flags, unsigned leve
 			snprintf(tmp, sizeof(tmp), "%lld", (long long)v->u.num.i);
 		else if (!isfinite(v->u.num.d))
 			snprintf(tmp, sizeof(tmp), "null");
+		else if (v->u.num.d == 0)
+			/* -0.0 would be written "-0" and read back as the
+			 * integer 0: write what reading gives, so that
+			 * serialising is a fixed point. */
+			snprintf(tmp, sizeof(tmp), "0");
 		else
 			snprintf(tmp, sizeof(tmp), "%.17g", v->u.num.d);
 		puts_(b, tmp);
