@@ -6,7 +6,7 @@
 #
 #   SECONDS          per target (default $VMS_FUZZ_SECONDS, else 20)
 #   TARGET           fuzz_json, fuzz_pool_open, ... (default: every tests/fuzz/fuzz_*.c)
-#   VMS_FUZZ_BUILD   build directory (default /tmp/vmsnap-fuzz-build)
+#   VMS_FUZZ_BUILD   build directory (default build-fuzz/ in the source tree)
 #   VMS_FUZZ_OUT     where crash/timeout inputs and the grown corpora go
 #                    (default a fresh /tmp/vmsnap-fuzz-out.XXXXXX, kept)
 #
@@ -21,7 +21,7 @@ set -uo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 SECS=${1:-${VMS_FUZZ_SECONDS:-20}}
 shift || true
-B=${VMS_FUZZ_BUILD:-/tmp/vmsnap-fuzz-build}
+B=${VMS_FUZZ_BUILD:-$TOP/build-fuzz}
 OUT=${VMS_FUZZ_OUT:-$(mktemp -d /tmp/vmsnap-fuzz-out.XXXXXX)}
 mkdir -p "$OUT"
 

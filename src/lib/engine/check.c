@@ -154,13 +154,15 @@ static void check_tree(ck *c, uint64_t blk, uint32_t crc, int level, uint64_t ba
 		uint64_t e = get64(buf + NODE_HDR + 16 * i);
 		uint32_t ecrc = get32(buf + NODE_HDR + 16 * i + 8);
 		uint32_t fl = get32(buf + NODE_HDR + 16 * i + 12);
-		if (!e)
-			continue;
-		uint64_t cb = base + i * p->fpow[level];
+		/* Flags are checked on empty entries too: the read path
+		 * (node_read) refuses a node with any flagged entry. */
 		if (fl) {
 			bad(c, "%s node %llu: entry %u has flags %#x", what, (unsigned long long)blk, i, fl);
 			continue;
 		}
+		if (!e)
+			continue;
+		uint64_t cb = base + i * p->fpow[level];
 		if (cb >= limit) {
 			bad(c, "%s node %llu: entry %u beyond the volume's size", what,
 			    (unsigned long long)blk, i);
