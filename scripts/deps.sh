@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
-  libsqlite3-dev sqlite3 libgnutls28-dev
+  libsqlite3-dev sqlite3 libgnutls28-dev gnutls-bin
   qemu-utils qemu-system-x86 nbdkit libnbd-bin fio gnuplot-nox
   zfs-fuse xfsprogs btrfs-progs util-linux e2fsprogs
   python3 jq procps psmisc
