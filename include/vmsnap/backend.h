@@ -39,6 +39,11 @@ typedef struct vms_disk vms_disk;             /* an opened disk or snapshot, for
 #define VMS_CAP_UNIQUE_BYTES    (1ull << 7)
 #define VMS_CAP_CHECK           (1ull << 8)
 #define VMS_CAP_RESIZE          (1ull << 9)
+/* The storage itself keeps a deleted snapshot that clones depend on and
+ * destroys it with its last clone (zfs destroy -d): snapshot_defer_delete
+ * mirrors the catalog's isDeleted there.  Without it, deferral is the
+ * catalog's alone and the snapshot is deleted when it is reclaimed. */
+#define VMS_CAP_DEFER_DELETE    (1ull << 10)
 
 #define VMS_DISK_READONLY 1u
 
@@ -54,7 +59,16 @@ typedef struct vms_ref_space {
 	uint64_t referenced;   /* bytes mapped */
 	uint64_t unique;       /* bytes deleting it would free */
 	uint64_t written;      /* bytes written since the previous snapshot */
+	/* What the figures are of.  The caller zeroes it (VMS_SPACE_PER_DISK);
+	 * a backend that accounts space per VM snapshot sets VMS_SPACE_PER_VM:
+	 * the figures are the whole VM snapshot's (or live VM's), charged to
+	 * one of its disks and 0 on the others, so sums over a snapshot's
+	 * disks are exact but no single disk's figure is that disk's own. */
+	uint32_t granularity;
 } vms_ref_space;
+
+#define VMS_SPACE_PER_DISK 0u
+#define VMS_SPACE_PER_VM   1u
 
 typedef int (*vms_range_cb)(void *ctx, uint64_t off, uint64_t len, int allocated);
 
@@ -109,6 +123,14 @@ typedef struct vms_backend {
 	 * VMS_CAP_ATOMIC_MULTI to make a multi-disk snapshot atomic). */
 	/* ---- health */
 	int (*check)(vms_sr_handle *sr, unsigned flags, char **out_report_json);
+
+	/* ---- deferred delete (VMS_CAP_DEFER_DELETE).  Called when the catalog
+	 * marks a snapshot with clones isDeleted: the storage keeps it while a
+	 * clone depends on it and may destroy it itself with its last clone, so
+	 * a later snapshot_delete must accept that it is gone.  NULL, or a no-op
+	 * returning 0, for a backend without the notion (no capability). */
+	int (*snapshot_defer_delete)(vms_sr_handle *sr, const char *vm_key, const char *snap_key,
+	                             const char *const *snap_refs, size_t n);
 	/* grows here */
 } vms_backend;
 
