@@ -47,6 +47,8 @@ typedef struct vms_disk vms_disk;             /* an opened disk or snapshot, for
 
 #define VMS_DISK_READONLY 1u
 
+#define VMS_ENUM_DEEP 1u   /* enumerate: list the disks of "whole" snapshots too */
+
 /* Space figures of an SR. */
 typedef struct vms_sr_space {
 	uint64_t total_bytes;
@@ -131,6 +133,25 @@ typedef struct vms_backend {
 	 * returning 0, for a backend without the notion (no capability). */
 	int (*snapshot_defer_delete)(vms_sr_handle *sr, const char *vm_key, const char *snap_key,
 	                             const char *const *snap_refs, size_t n);
+
+	/* ---- enumeration (check and repair compare it with the catalog both ways).
+	 * The backend's own objects in the SR as malloc'd JSON text
+	 * {"objects":[{...}, ...]}, each object:
+	 *   "kind"     "disk" (a writable disk or clone), "snapshot_disk" (one disk
+	 *              of a VM snapshot) or "snapshot" (a VM snapshot as a whole,
+	 *              for backends whose snapshots cover a VM's disks at once)
+	 *   "ref"      disk/snapshot_disk: the ref the catalog would hold
+	 *   "vm", "snapshot", "disk"   the keys the backend knows it by (absent
+	 *              when it has none, e.g. a native volume no key owns)
+	 *   "name"     the backend's own name (volume id, dataset, path)
+	 *   "size"     virtual size in bytes (disk/snapshot_disk)
+	 *   "referenced"  bytes of data it maps (null = unknown): 0 = holds nothing
+	 *   "whole"    snapshot: true when its disks are not listed as snapshot_disk
+	 *              objects; with VMS_ENUM_DEEP they are listed inside it as
+	 *              "disks":[{"ref","disk","size","referenced"}] (may cost more)
+	 *   "deferred" snapshot: destroy requested, the storage finishes it itself
+	 * Views and temporaries are not objects (check reports and repairs them). */
+	int (*enumerate)(vms_sr_handle *sr, unsigned flags, char **out_json);
 	/* grows here */
 } vms_backend;
 
