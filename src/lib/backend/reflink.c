@@ -1079,6 +1079,144 @@ done:
 	return rc;
 }
 
+/* ---- enumerate -------------------------------------------------------------------- */
+
+/* One "<key>.raw" file as an object (invalid names are check's business). */
+static int enum_file(vms_json *arr, const char *dir, const char *file, const char *vm, const char *snap)
+{
+	char key[VMS_KEY_MAX], *p = NULL, *ref = NULL;
+	size_t l = strlen(file);
+	struct stat st;
+	vms_json *o;
+	int rc;
+
+	if (!has_suffix(file, ".raw") || l - 4 >= VMS_KEY_MAX)
+		return 0;
+	memcpy(key, file, l - 4);
+	key[l - 4] = '\0';
+	if (vms_raw__check_key("disk key", key) < 0) {
+		vms_error_clear();
+		return 0;
+	}
+	if ((rc = pathf(&p, "%s/%s", dir, file)) < 0)
+		return rc;
+	if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode)) {
+		free(p);
+		return 0;
+	}
+	if ((rc = vms_raw__make_ref(&ref, vm, snap, key)) < 0 || !(o = vms_json_new_object())) {
+		free(p);
+		free(ref);
+		return rc < 0 ? rc : vms_error_set(VMS_ENOMEM, "out of memory");
+	}
+	rc = vms_json_object_set_string(o, "kind", snap ? "snapshot_disk" : "disk");
+	if (rc == 0)
+		rc = vms_json_object_set_string(o, "ref", ref);
+	if (rc == 0)
+		rc = vms_json_object_set_string(o, "vm", vm);
+	if (rc == 0 && snap)
+		rc = vms_json_object_set_string(o, "snapshot", snap);
+	if (rc == 0)
+		rc = vms_json_object_set_string(o, "disk", key);
+	if (rc == 0)
+		rc = vms_json_object_set_string(o, "name", p);
+	if (rc == 0)
+		rc = vms_json_object_set_int(o, "size", (int64_t)st.st_size);
+	if (rc == 0)
+		rc = vms_json_object_set_int(o, "referenced", (int64_t)st.st_blocks * 512);
+	if (rc == 0)
+		rc = vms_json_array_append(arr, o);
+	else
+		vms_json_free(o);
+	free(p);
+	free(ref);
+	return rc;
+}
+
+static int enum_dir(vms_json *arr, const char *dir, const char *vm, const char *snap)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int rc = 0;
+
+	if (!d)
+		return errno == ENOENT || errno == ENOTDIR ? 0 : vms_error_set_errno(errno, "open directory %s", dir);
+	while (rc == 0 && (e = readdir(d)))
+		rc = enum_file(arr, dir, e->d_name, vm, snap);
+	closedir(d);
+	return rc;
+}
+
+/* Disks <vm>/disks/<key>.raw and snapshot disks <vm>/snapshots/<snap>/<key>.raw
+ * (temporaries, ".del" and invalid names are left to check). */
+static int rl_enumerate(vms_sr_handle *h, unsigned flags, char **out_json)
+{
+	rl_sr *sr = RSR(h);
+	vms_json *root = vms_json_new_object(), *arr = vms_json_new_array();
+	DIR *d = NULL;
+	struct dirent *e;
+	int rc = 0, locked = 0;
+
+	(void)flags;
+	*out_json = NULL;
+	if (!root || !arr) {
+		rc = vms_error_set(VMS_ENOMEM, "out of memory");
+		goto done;
+	}
+	if ((rc = sr_lock(sr)) < 0)
+		goto done;
+	locked = 1;
+	if (!(d = opendir(sr->dir))) {
+		rc = vms_error_set_errno(errno, "open %s", sr->dir);
+		goto done;
+	}
+	while (rc == 0 && (e = readdir(d))) {
+		char *p = NULL;
+		DIR *sd;
+		struct dirent *se;
+		if (e->d_name[0] == '.' || vms_raw__check_key("VM key", e->d_name) < 0) {
+			vms_error_clear();
+			continue;
+		}
+		if ((rc = pathf(&p, "%s/%s/disks", sr->dir, e->d_name)) < 0)
+			break;
+		rc = enum_dir(arr, p, e->d_name, NULL);
+		free(p);
+		if (rc < 0 || (rc = pathf(&p, "%s/%s/snapshots", sr->dir, e->d_name)) < 0)
+			break;
+		if (!(sd = opendir(p))) {
+			free(p);
+			continue;
+		}
+		while (rc == 0 && (se = readdir(sd))) {
+			char *q = NULL;
+			if (se->d_name[0] == '.' || vms_raw__check_key("snapshot key", se->d_name) < 0) {
+				vms_error_clear();
+				continue;
+			}
+			if ((rc = pathf(&q, "%s/%s", p, se->d_name)) == 0)
+				rc = enum_dir(arr, q, e->d_name, se->d_name);
+			free(q);
+		}
+		closedir(sd);
+		free(p);
+	}
+	if (rc < 0)
+		goto done;
+	rc = vms_json_object_set(root, "objects", arr);
+	arr = NULL;
+	if (rc == 0)
+		rc = vms_json_serialize(out_json, root, 0);
+done:
+	if (d)
+		closedir(d);
+	if (locked)
+		sr_unlock(sr);
+	vms_json_free(arr);
+	vms_json_free(root);
+	return rc;
+}
+
 const vms_backend vms_backend_reflink = {
 	.size = sizeof(vms_backend),
 	.type = "reflink",
@@ -1107,4 +1245,5 @@ const vms_backend vms_backend_reflink = {
 	.disk_zero = vms_raw__zero,
 	.disk_block_status = vms_raw__block_status,
 	.check = rl_check,
+	.enumerate = rl_enumerate,
 };

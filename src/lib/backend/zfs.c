@@ -465,8 +465,12 @@ static void view_release(void *p)
 	pthread_mutex_unlock(&g_views_lock);
 }
 
-/* Remove the view of a snapshot before deleting it; BUSY when open here. */
-static int view_drop(const zfs_sr *sr, const char *vm, const char *snap)
+/*
+ * Remove the view of a snapshot before deleting it: BUSY when it is open
+ * here, unless `open_ok` (a deferred destroy: ZFS counts the open view as
+ * one more clone and destroys the snapshot after it).
+ */
+static int view_drop(const zfs_sr *sr, const char *vm, const char *snap, int open_ok)
 {
 	char name[ZFS_NAME_MAX];
 	int rc;
@@ -478,7 +482,7 @@ static int view_drop(const zfs_sr *sr, const char *vm, const char *snap)
 		if (strcmp(v->ds, name) == 0) {
 			if (v->refs) {
 				pthread_mutex_unlock(&g_views_lock);
-				return vms_error_set(VMS_EBUSY, "snapshot %s@%s is open for reading", vm, snap);
+				return open_ok ? 0 : vms_error_set(VMS_EBUSY, "snapshot %s@%s is open for reading", vm, snap);
 			}
 			view_destroy_locked(v);
 			break;
@@ -486,7 +490,11 @@ static int view_drop(const zfs_sr *sr, const char *vm, const char *snap)
 	pthread_mutex_unlock(&g_views_lock);
 	if ((rc = zexists(name)) <= 0)
 		return rc;
-	return zdestroy(name, 0);
+	if ((rc = zdestroy(name, 0)) < 0 && open_ok) {
+		vms_error_clear();       /* another process reads it: ZFS waits for it */
+		rc = 0;
+	}
+	return rc;
 }
 
 /* Destroy the idle views of an SR (sr_close). */
@@ -927,7 +935,7 @@ static int zfs_snapshot_delete(vms_sr_handle *h, const char *vm_key, const char 
 	    (rc = vms_raw__check_key("snapshot key", snap_key)) < 0 ||
 	    (rc = vms_raw__check_refs(vm_key, snap_refs, n, 1)) < 0 || (rc = ds_name(snapds, sr, vm_key, snap_key)) < 0)
 		return rc;
-	if ((rc = view_drop(sr, vm_key, snap_key)) < 0)
+	if ((rc = view_drop(sr, vm_key, snap_key, 0)) < 0)
 		return rc;
 	if ((rc = zexists(snapds)) < 0)
 		return rc;
@@ -939,6 +947,41 @@ static int zfs_snapshot_delete(vms_sr_handle *h, const char *vm_key, const char 
 	if ((rc = zdestroy(snapds, clones)) < 0)
 		return rc;
 	return clones ? 0 : gc_vm(sr, vm_key);
+}
+
+/*
+ * The catalog marked the snapshot isDeleted because clones depend on it:
+ * mirror that in ZFS with `zfs destroy -d` (defer_destroy=on), so that ZFS
+ * destroys it itself when its last clone dataset goes.  Only when ZFS has a
+ * clone of it: a clone made by copying (several source snapshots, or into
+ * an existing VM) does not depend on it in ZFS, and `destroy -d` would then
+ * destroy it at once under a catalog row that still names it; it is kept
+ * until the catalog reclaims it.  Gone already: done (a repeat after ZFS
+ * destroyed it).  Idle views go first; an open one is one more clone for
+ * ZFS, which destroys the snapshot after it.
+ */
+static int zfs_snapshot_defer_delete(vms_sr_handle *h, const char *vm_key, const char *snap_key,
+                                     const char *const *snap_refs, size_t n)
+{
+	zfs_sr *sr = ZSR(h);
+	char snapds[ZFS_NAME_MAX];
+	int rc, clones;
+
+	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 ||
+	    (rc = vms_raw__check_key("snapshot key", snap_key)) < 0 ||
+	    (rc = vms_raw__check_refs(vm_key, snap_refs, n, 1)) < 0 || (rc = ds_name(snapds, sr, vm_key, snap_key)) < 0)
+		return rc;
+	if ((rc = zexists(snapds)) <= 0)
+		return rc;
+	if ((rc = view_drop(sr, vm_key, snap_key, 1)) < 0)
+		return rc;
+	if ((clones = has_clones(sr, snapds)) <= 0)
+		return clones;
+	if ((rc = zdestroy(snapds, 1)) == VMS_ENOTFOUND) {
+		vms_error_clear();       /* its last clone went meanwhile */
+		rc = 0;
+	}
+	return rc;
 }
 
 /* Copy the file of snapshot disk `snap` (via a view) over `dst`. */
@@ -1210,13 +1253,17 @@ static uint64_t zwritten(const char *ds)
 
 /*
  * ZFS accounts space per dataset, i.e. per VM and per VM snapshot, not per
- * disk file (and zfs-fuse reports st_blocks = 1 for every file).  So the
- * figures of a VM snapshot (referenced, unique = the snapshot's `used`,
- * written) are reported on one of its disks, the one with the smallest
- * key (recorded in the snapshot's vmsnap:charged property when it was
- * taken), and 0 on the others: the per-snapshot sums the control module
- * makes are exact.  Likewise a live disk: the VM dataset's figures
- * (unique = usedbydataset) go to the disk with the smallest key present.
+ * disk file: `used` (unique) and `written` exist only per dataset, and a
+ * file's st_blocks is its own allocation but zfs-fuse updates it only when
+ * the transaction group commits (1 until then), and a snapshot's file
+ * would need a view (a clone) to be stat'ed.  So the figures of a VM
+ * snapshot (referenced, unique = the snapshot's `used`, written) are
+ * reported on one of its disks, the one with the smallest key (recorded in
+ * the snapshot's vmsnap:charged property when it was taken), and 0 on the
+ * others, all with granularity VMS_SPACE_PER_VM: the per-snapshot sums the
+ * control module makes are exact, and it can tell that no single disk's
+ * figure is that disk's own.  Likewise a live disk: the VM dataset's
+ * figures (unique = usedbydataset) go to the disk with the smallest key.
  */
 static int charge(vms_ref_space *out, const char *ds, int snapshot)
 {
@@ -1260,6 +1307,7 @@ static int zfs_ref_space(vms_ref_space *out, vms_sr_handle *h, const char *ref)
 	int rc;
 
 	out->referenced = out->unique = out->written = UINT64_MAX;
+	out->granularity = VMS_SPACE_PER_VM;
 	if ((rc = vms_raw__ref(&r, ref, -1)) < 0 || (rc = ds_name(ds, sr, r.vm, r.snap)) < 0)
 		return rc;
 	if (r.snap[0]) {
@@ -1529,7 +1577,7 @@ const vms_backend vms_backend_zfs = {
 	.size = sizeof(vms_backend),
 	.type = "zfs",
 	.caps = VMS_CAP_SNAPSHOT | VMS_CAP_CLONE | VMS_CAP_ROLLBACK_ANY | VMS_CAP_ATOMIC_MULTI |
-	        VMS_CAP_TRIM | VMS_CAP_UNIQUE_BYTES | VMS_CAP_CHECK | VMS_CAP_RESIZE,
+	        VMS_CAP_TRIM | VMS_CAP_UNIQUE_BYTES | VMS_CAP_CHECK | VMS_CAP_RESIZE | VMS_CAP_DEFER_DELETE,
 	.sr_create = zfs_sr_create,
 	.sr_open = zfs_sr_open,
 	.sr_close = zfs_sr_close,
@@ -1553,4 +1601,5 @@ const vms_backend vms_backend_zfs = {
 	.disk_zero = vms_raw__zero,
 	.disk_block_status = vms_raw__block_status,
 	.check = zfs_check,
+	.snapshot_defer_delete = zfs_snapshot_defer_delete,
 };
