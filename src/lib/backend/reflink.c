@@ -747,6 +747,21 @@ done:
 	return rc;
 }
 
+/* Nothing in the filesystem depends on a snapshot (clones share extents,
+ * not files), so there is no storage-side deferral: the catalog keeps the
+ * isDeleted snapshot and deletes it when it reclaims it (no
+ * VMS_CAP_DEFER_DELETE).  The arguments are still checked. */
+static int rl_snapshot_defer_delete(vms_sr_handle *h, const char *vm_key, const char *snap_key,
+                                    const char *const *snap_refs, size_t n)
+{
+	int rc;
+
+	(void)h;
+	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 || (rc = vms_raw__check_key("snapshot key", snap_key)) < 0)
+		return rc;
+	return vms_raw__check_refs(vm_key, snap_refs, n, 1);
+}
+
 static int rl_rollback(char **new_refs, vms_sr_handle *h, const char *vm_key, const char *const *refs,
                        const char *const *snap_refs, size_t n)
 {
@@ -836,6 +851,7 @@ static int rl_ref_space(vms_ref_space *out, vms_sr_handle *h, const char *ref)
 	int rc;
 
 	out->referenced = out->unique = out->written = UINT64_MAX;
+	out->granularity = VMS_SPACE_PER_DISK;     /* each disk is its own file */
 	if ((rc = vms_raw__ref(&r, ref, -1)) < 0 || (rc = ref_path(&path, RSR(h), &r)) < 0)
 		return rc;
 	if ((rc = vms_raw__allocated(&out->referenced, path)) == 0) {
@@ -1245,5 +1261,6 @@ const vms_backend vms_backend_reflink = {
 	.disk_zero = vms_raw__zero,
 	.disk_block_status = vms_raw__block_status,
 	.check = rl_check,
+	.snapshot_defer_delete = rl_snapshot_defer_delete,
 	.enumerate = rl_enumerate,
 };
