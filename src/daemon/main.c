@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "fault.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "raw.h"
@@ -361,6 +362,8 @@ int main(int argc, char **argv)
 		}
 	}
 	vmsd_log_setup(level, log_fd, use_syslog);
+	if (vmsd_fault_setup() < 0) /* pool I/O error log; test-only VMSNAPD_FAULT */
+		return 1;
 
 	/* Signals: blocked in every thread, read through a signalfd here. */
 	sigset_t sigs;

@@ -1323,6 +1323,89 @@ static int native_check(vms_sr_handle *sr, unsigned flags, char **out_report_jso
 	return 0;
 }
 
+/* ---- enumerate --------------------------------------------------------------- */
+
+/* Every live volume: writable ones as "disk", snapshots as "snapshot_disk",
+ * with the keys the key map gives them ("<vm>/<disk>" or "<vm>@<snap>"). */
+static int native_enumerate(vms_sr_handle *sr, unsigned flags, char **out_json)
+{
+	int rc = 0;
+	vms_json *root = vms_json_new_object(), *arr = vms_json_new_array();
+	vms_vol_id *ids = NULL;
+	(void)flags;
+	*out_json = NULL;
+	if (!root || !arr) {
+		rc = vms_error_set(VMS_ENOMEM, "out of memory");
+		goto done;
+	}
+	pthread_mutex_lock(&sr->lock);
+	int64_t n = vms_vol_list(NULL, 0, sr->pool), got = 0;
+	if (n < 0) {
+		rc = (int)n;
+		goto unlock;
+	}
+	if (n > 0 && !(ids = malloc((size_t)n * sizeof(*ids)))) {
+		rc = vms_error_set(VMS_ENOMEM, "out of memory");
+		goto unlock;
+	}
+	if (n > 0 && (got = vms_vol_list(ids, (size_t)n, sr->pool)) < 0) {
+		rc = (int)got;
+		goto unlock;
+	}
+	for (int64_t i = 0; i < got && i < n && rc == 0; i++) {
+		vms_vol_info vi;
+		char ref[24], name[48];
+		vms_json *o;
+		if (vms_vol_info_get(&vi, sr->pool, ids[i]) < 0 || vi.deleting) {
+			vms_error_clear();
+			continue;
+		}
+		key_ent *e = key_of_id(sr, ids[i]);
+		snprintf(ref, sizeof(ref), "%" PRIu64, ids[i]);
+		snprintf(name, sizeof(name), "volume %" PRIu64, ids[i]);
+		if (!(o = vms_json_new_object())) {
+			rc = vms_error_set(VMS_ENOMEM, "out of memory");
+			break;
+		}
+		rc = vms_json_object_set_string(o, "kind", vi.kind == VMS_VOL_SNAPSHOT ? "snapshot_disk" : "disk");
+		if (rc == 0)
+			rc = vms_json_object_set_string(o, "ref", ref);
+		if (rc == 0 && e) {
+			char vm[KEY_MAX];
+			size_t l = strcspn(e->key, "/@");
+			snprintf(vm, sizeof(vm), "%.*s", (int)l, e->key);
+			rc = vms_json_object_set_string(o, "vm", vm);
+			if (rc == 0 && e->key[l])
+				rc = vms_json_object_set_string(o, e->key[l] == '@' ? "snapshot" : "disk", e->key + l + 1);
+		}
+		if (rc == 0)
+			rc = vms_json_object_set_string(o, "name", name);
+		if (rc == 0)
+			rc = vms_json_object_set_int(o, "size", (int64_t)vi.size);
+		if (rc == 0)
+			rc = vms_json_object_set_int(o, "referenced", (int64_t)vi.referenced);
+		if (rc == 0)
+			rc = vms_json_array_append(arr, o);
+		else
+			vms_json_free(o);
+	}
+unlock:
+	pthread_mutex_unlock(&sr->lock);
+	if (rc < 0)
+		goto done;
+	if ((rc = vms_json_object_set(root, "objects", arr)) < 0) {
+		arr = NULL;
+		goto done;
+	}
+	arr = NULL;
+	rc = vms_json_serialize(out_json, root, 0);
+done:
+	free(ids);
+	vms_json_free(arr);
+	vms_json_free(root);
+	return rc;
+}
+
 const vms_backend vms_backend_native = {
 	.size = sizeof(vms_backend),
 	.type = "native",
@@ -1351,4 +1434,5 @@ const vms_backend vms_backend_native = {
 	.disk_zero = native_disk_zero,
 	.disk_block_status = native_disk_block_status,
 	.check = native_check,
+	.enumerate = native_enumerate,
 };
