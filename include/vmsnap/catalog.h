@@ -222,6 +222,16 @@ int vms_cat_orphan_note(vms_catalog *cat, const char *sr_uuid, const char *kind,
                         const char *detail);
 /* Orphan notes as JSON-ready strings "kind uuid in SR: detail" (malloc'd). */
 int vms_cat_orphan_list(char ***out, size_t *n, vms_catalog *cat);
+/* Orphan notes one by one (check --repair settles them against the SR). */
+typedef struct vms_cat_orphan {
+	int64_t id;
+	char sr_uuid[VMS_UUID_BUF];   /* "" when unknown */
+	char kind[16];                /* "sr", "vm", "vdi", "snapshot" */
+	char uuid[VMS_UUID_BUF];      /* the key the backend object would carry */
+} vms_cat_orphan;
+int vms_cat_orphan_notes(vms_cat_orphan **out, size_t *n, vms_catalog *cat);
+/* Remove a settled note (ENOTFOUND when there is none with that id). */
+int vms_cat_orphan_forget(vms_catalog *cat, int64_t id);
 
 /* ---- holds (schema 2) ---------------------------------------------------
  * A held snapshot is kept: the control module refuses to delete it

@@ -1265,6 +1265,56 @@ int vms_cat_orphan_note(vms_catalog *cat, const char *sr_uuid, const char *kind,
 	return run(cat, st, "orphan note");
 }
 
+int vms_cat_orphan_notes(vms_cat_orphan **out, size_t *n, vms_catalog *cat)
+{
+	sqlite3_stmt *st;
+	int rc, src;
+	size_t len = 0, cap = 0;
+	vms_cat_orphan *v = NULL;
+	*out = NULL;
+	*n = 0;
+	if ((rc = prep(&st, cat, "SELECT id, coalesce(sr_uuid, ''), kind, uuid FROM orphan ORDER BY id")) < 0)
+		return rc;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 8;
+			vms_cat_orphan *nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				rc = vms_error_set(VMS_ENOMEM, "out of memory");
+				break;
+			}
+			v = nv;
+		}
+		v[len].id = sqlite3_column_int64(st, 0);
+		col_copy(v[len].sr_uuid, sizeof(v[len].sr_uuid), st, 1);
+		col_copy(v[len].kind, sizeof(v[len].kind), st, 2);
+		col_copy(v[len].uuid, sizeof(v[len].uuid), st, 3);
+		len++;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = db_error(cat, src, "orphan notes");
+	sqlite3_finalize(st);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+int vms_cat_orphan_forget(vms_catalog *cat, int64_t id)
+{
+	sqlite3_stmt *st;
+	int rc;
+	char key[24];
+	if ((rc = prep(&st, cat, "DELETE FROM orphan WHERE id = ?")) < 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	snprintf(key, sizeof(key), "%lld", (long long)id);
+	return run_one(cat, st, "orphan note", key);
+}
+
 int vms_cat_orphan_list(char ***out, size_t *n, vms_catalog *cat)
 {
 	sqlite3_stmt *st;
