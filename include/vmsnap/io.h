@@ -41,6 +41,15 @@ struct vms_io {
  * On success *out is owned by the caller and released with io->close(). */
 int vms_io_file_open(vms_io **out, const char *path, int create, int readonly);
 
+/* Process-wide hook on vms_io_file_open() (vmsnapd's I/O error log and its
+ * test-only fault injection, src/daemon/fault.c): when set, every file opened
+ * read-write is passed to hook(&io, path), which may replace io by a wrapper
+ * that owns the original.  The hook owns io from the call: on failure it has
+ * released it (the open then fails with the hook's error).  Set once, before
+ * any thread opens a file; NULL (the default) opens files as they are. */
+typedef int (*vms_io_file_hook)(vms_io **io, const char *path);
+void vms_io_file_set_hook(vms_io_file_hook hook);
+
 #ifdef __cplusplus
 }
 #endif

@@ -103,6 +103,13 @@ static void f_close(vms_io *io)
 	}
 }
 
+static vms_io_file_hook file_hook;
+
+void vms_io_file_set_hook(vms_io_file_hook hook)
+{
+	file_hook = hook;
+}
+
 int vms_io_file_open(vms_io **out, const char *path, int create, int readonly)
 {
 	int flags = O_CLOEXEC | (readonly ? O_RDONLY : O_RDWR);
@@ -127,5 +134,12 @@ int vms_io_file_open(vms_io **out, const char *path, int create, int readonly)
 	f->io.resize = f_resize;
 	f->io.close = f_close;
 	*out = &f->io;
+	if (file_hook && !readonly) {
+		int rc = file_hook(out, path); /* owns the file io from here */
+		if (rc < 0) {
+			*out = NULL;
+			return rc;
+		}
+	}
 	return 0;
 }
