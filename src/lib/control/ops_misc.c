@@ -171,7 +171,7 @@ static vms_json *num_or_null(uint64_t v, int known)
 
 static void space_fill(vms_json *o, sums *acc, const vms_backend *be, vms_sr_handle *h, const char *ref)
 {
-	vms_ref_space sp = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+	vms_ref_space sp = {UINT64_MAX, UINT64_MAX, UINT64_MAX, VMS_SPACE_PER_DISK};
 	if (!ref || !be->ref_space || be->ref_space(&sp, h, ref) < 0) {
 		sp.referenced = sp.unique = sp.written = UINT64_MAX;
 		vms_error_clear();

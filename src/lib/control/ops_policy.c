@@ -772,7 +772,7 @@ static void space_sum(int64_t *ref, int64_t *uniq, int64_t *wr, vms_control *ctl
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		vms_ref_space sp = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+		vms_ref_space sp = {UINT64_MAX, UINT64_MAX, UINT64_MAX, VMS_SPACE_PER_DISK};
 		if (!sd[i].ref || !be || !be->ref_space || be->ref_space(&sp, h, sd[i].ref) < 0) {
 			sp.referenced = sp.unique = sp.written = UINT64_MAX;
 			vms_error_clear();
