@@ -17,7 +17,19 @@
  * 'deleting' and committed, then the backend deletes, then the row is
  * removed.  Reconciliation finishes 'deleting' rows (the backend delete is
  * idempotent: NOTFOUND counts as done).
+ *
+ * Deferring a snapshot: the catalog marks it isDeleted (committed), then a
+ * backend whose storage has the same rule (VMS_CAP_DEFER_DELETE: zfs
+ * destroy -d) is told, so that the storage keeps it for its clones and may
+ * destroy it itself with the last one; the reclaim's backend delete then
+ * finds it gone, which is success.  Catalog first: a crash in between
+ * leaves a snapshot the storage still keeps, deleted at reclaim as on any
+ * other backend; the other order could let the storage destroy a snapshot
+ * the catalog still shows.  A failing storage deferral is reported in the
+ * result ("storage_deferred":false, "storage_error") and is not fatal: the
+ * reclaim deletes the snapshot anyway.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,7 +165,20 @@ static int vm_backend(const vms_backend **be, vms_sr_handle **h, vms_control *ct
 	return ctl_sr_backend(be, h, ctl, vm.sr_uuid);
 }
 
-int ctl_backend_snapshot_delete(vms_control *ctl, const vms_cat_snapshot *s)
+/* Does the backend keep deferred snapshots itself (zfs destroy -d)? */
+static int has_storage_defer(const vms_backend *be)
+{
+	return (be->caps & VMS_CAP_DEFER_DELETE) &&
+	       be->size >= offsetof(vms_backend, snapshot_defer_delete) + sizeof(be->snapshot_defer_delete) &&
+	       be->snapshot_defer_delete;
+}
+
+/*
+ * The storage side of a snapshot: delete it (reclaim) or defer its delete.
+ * Gone already (NOTFOUND, or a backend that finds it gone) is success.
+ * *deferred (may be NULL) says whether the storage now defers it.
+ */
+static int backend_snapshot_op(vms_control *ctl, const vms_cat_snapshot *s, int defer, int *deferred)
 {
 	int rc;
 	const vms_backend *be;
@@ -161,11 +186,15 @@ int ctl_backend_snapshot_delete(vms_control *ctl, const vms_cat_snapshot *s)
 	vms_cat_snapdisk *sd = NULL;
 	size_t n = 0, k = 0;
 	const char **refs = NULL;
+	if (deferred)
+		*deferred = 0;
 	if ((rc = vms_cat_snapshot_disks(&sd, &n, ctl->cat, s->uuid)) < 0)
 		return rc;
 	if (n == 0)
 		goto done;
 	if ((rc = vm_backend(&be, &h, ctl, s->vm_uuid)) < 0)
+		goto done;
+	if (defer && !has_storage_defer(be))
 		goto done;
 	if (!(refs = calloc(n, sizeof(*refs)))) {
 		rc = vms_error_set(VMS_ENOMEM, "out of memory");
@@ -174,12 +203,25 @@ int ctl_backend_snapshot_delete(vms_control *ctl, const vms_cat_snapshot *s)
 	for (size_t i = 0; i < n; i++)
 		if (sd[i].ref)
 			refs[k++] = sd[i].ref;
-	if (k && (rc = be->snapshot_delete(h, s->vm_uuid, s->uuid, refs, k)) == VMS_ENOTFOUND)
+	if (!k)
+		goto done;
+	rc = defer ? be->snapshot_defer_delete(h, s->vm_uuid, s->uuid, refs, k)
+	           : be->snapshot_delete(h, s->vm_uuid, s->uuid, refs, k);
+	if (rc == VMS_ENOTFOUND) {
+		vms_error_clear();
 		rc = 0;
+	} else if (rc == 0 && deferred) {
+		*deferred = defer;
+	}
 done:
 	free(refs);
 	vms_cat_snapdisk_list_free(sd, n);
 	return rc;
+}
+
+int ctl_backend_snapshot_delete(vms_control *ctl, const vms_cat_snapshot *s)
+{
+	return backend_snapshot_op(ctl, s, 0, NULL);
 }
 
 int ctl_backend_disk_delete(vms_control *ctl, const vms_cat_vdi *vdi)
@@ -219,9 +261,10 @@ int ctl_gc_vdis(vms_control *ctl, const char *vm_uuid)
 
 int ctl_defer_snapshot(ctl_del *d, const vms_cat_snapshot *s)
 {
-	int rc;
-	char full[VMS_FULLNAME_MAX + 1];
+	int rc, storage = 0;
+	char full[VMS_FULLNAME_MAX + 1], why[512] = "";
 	vms_control *ctl = d->r->ctl;
+	vms_json *o;
 	ctl_fullname(full, s);
 	if (!d->dry_run && !s->is_deleted) {
 		if ((rc = ctl_begin(ctl)) < 0)
@@ -232,7 +275,20 @@ int ctl_defer_snapshot(ctl_del *d, const vms_cat_snapshot *s)
 		}
 		ctl_index_drop(ctl, s->vm_uuid);
 	}
-	return note(d->deferred, "snapshot", s->uuid, full);
+	/* the storage's own deferral, also for an already deferred snapshot
+	 * (it repeats what a crash may have cut short) */
+	if (!d->dry_run && backend_snapshot_op(ctl, s, 1, &storage) < 0) {
+		snprintf(why, sizeof(why), "%s", vms_error_last());
+		vms_error_clear();
+	}
+	if (!(o = ctl_ref_obj("snapshot", s->uuid, full)))
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	if ((rc = vms_json_object_set_bool(o, "storage_deferred", storage)) < 0 ||
+	    (why[0] && (rc = vms_json_object_set_string(o, "storage_error", why)) < 0)) {
+		vms_json_free(o);
+		return rc;
+	}
+	return vms_json_array_append(d->deferred, o);
 }
 
 int ctl_reclaim_snapshot(ctl_del *d, const vms_cat_snapshot *s)
