@@ -228,6 +228,7 @@ static const struct {
 	{VMS_CAP_TRIM, "trim"},             {VMS_CAP_BLOCK_STATUS, "block_status"},
 	{VMS_CAP_DIFF, "diff"},             {VMS_CAP_UNIQUE_BYTES, "unique_bytes"},
 	{VMS_CAP_CHECK, "check"},           {VMS_CAP_RESIZE, "resize"},
+	{VMS_CAP_DEFER_DELETE, "defer_delete"},
 };
 
 const char *ctl_cap_name(uint64_t cap)
