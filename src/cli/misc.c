@@ -158,6 +158,26 @@ static const cli_column snap_space_columns[] = {
 	{0},
 };
 
+/* Where the SR accounts space per VM snapshot (zfs), a disk has no figures
+ * of its own: say so under the disk table, with the disks' total. */
+static void note_per_vm(const cli_ctx *ctx, const vms_json *total, const char *what)
+{
+	const char *g = cli_json_str(total, "granularity");
+	const char *key[] = {"referenced", "unique", "written"};
+	char b[3][64];
+	int64_t n;
+	if (ctx->scripted || !g || strcmp(g, "vm") != 0)
+		return;
+	for (int i = 0; i < 3; i++) {
+		if (vms_json_is_int(cli_json_path(total, key[i]), &n))
+			cli_fmt_size(b[i], sizeof b[i], n, ctx->parsable);
+		else
+			snprintf(b[i], sizeof b[i], "-");
+	}
+	printf("(this SR accounts space per VM snapshot, not per disk: %s together: referenced %s, "
+	       "unique %s, written %s)\n", what, b[0], b[1], b[2]);
+}
+
 static int render_stats(cli_ctx *ctx, const vms_json *r)
 {
 	const vms_json *srs = vms_json_object_get(r, "srs");
@@ -175,6 +195,7 @@ static int render_stats(cli_ctx *ctx, const vms_json *r)
 			printf("VM %s\n\ndisks:\n", cli_json_str(r, "vm"));
 		if ((rc = cli_table(&sub, disk_space_columns, disks)) != 0)
 			return rc;
+		note_per_vm(ctx, vms_json_object_get(r, "live"), "the disks");
 		if (!ctx->scripted)
 			printf("\nsnapshots:\n");
 		return cli_table(ctx, space_columns, snaps);
@@ -184,7 +205,9 @@ static int render_stats(cli_ctx *ctx, const vms_json *r)
 	sub.columns = NULL;
 	sub.nsort = 0;
 	printf("\ndisks:\n");
-	return cli_table(&sub, disk_space_columns, disks);
+	if ((rc = cli_table(&sub, disk_space_columns, disks)) == 0)
+		note_per_vm(ctx, r, "the snapshot's disks");
+	return rc;
 }
 
 /* The space figures, then the live I/O table when vmsnapd serves (policy.c). */

@@ -1,16 +1,19 @@
 /*
  * Health and space: check and stats.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 
 #include "control/control_private.h"
 
 #define CHECK_DATA 1u     /* the values of VMS_CHECK_DATA / VMS_CHECK_REPAIR in pool.h */
 #define CHECK_REPAIR 2u
 
-static int check_sr(vms_json *srs, int *all_ok, vms_control *ctl, const vms_cat_sr *sr, unsigned flags)
+static int check_sr(vms_json *srs, int *all_ok, ctl_req *r, const vms_cat_sr *sr, unsigned flags, int repair,
+                    int dry_run)
 {
 	int rc, ok = 1;
 	const vms_backend *be;
@@ -21,9 +24,10 @@ static int check_sr(vms_json *srs, int *all_ok, vms_control *ctl, const vms_cat_
 		return vms_error_set(VMS_ENOMEM, "out of memory");
 	vms_json_object_set_string(o, "sr", sr->name);
 	vms_json_object_set_string(o, "type", sr->type);
-	if ((rc = ctl_sr_backend(&be, &h, ctl, sr->uuid)) < 0) {
+	if ((rc = ctl_sr_backend(&be, &h, r->ctl, sr->uuid)) < 0) {
 		ok = 0;
 		rep = vms_json_new_string(vms_error_last());
+		be = NULL;
 	} else if (!(be->caps & VMS_CAP_CHECK) || !be->check) {
 		rep = vms_json_new_null();
 	} else {
@@ -35,16 +39,47 @@ static int check_sr(vms_json *srs, int *all_ok, vms_control *ctl, const vms_cat_
 	}
 	free(report);
 	vms_error_clear();
+	vms_json_object_set(o, "report", rep);
+	/* the backend's objects against the catalog, both ways */
+	if (be && (rc = ctl_check_sr_catalog(o, &ok, r, sr, be, h, repair, dry_run)) < 0) {
+		if (rc == VMS_ENOMEM || rc == VMS_ECORRUPT) {
+			vms_json_free(o);
+			return rc;
+		}
+		ok = 0;
+		vms_json_object_set_string(o, "compare_error", vms_error_last());
+		vms_error_clear();
+	}
 	if (!ok)
 		*all_ok = 0;
 	vms_json_object_set_bool(o, "ok", ok);
-	vms_json_object_set(o, "report", rep);
 	return vms_json_array_append(srs, o);
+}
+
+/* Repair changes SRs and the catalog: only when no other process shares
+ * the home (this one holds control.lock shared, as every control does). */
+static int check_alone(vms_control *ctl)
+{
+	int rc = 0;
+	if (ctl->lock_fd < 0)
+		return 0;
+	if (flock(ctl->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		rc = vms_error_set(VMS_EBUSY, "check --repair needs the vmsnap home %s to itself, but another "
+		                   "process (vmsnapd or another vmsnap) uses it; run the repair through vmsnapd "
+		                   "(without --no-daemon) or stop the other process", ctl->home);
+	return rc;
+}
+
+static void check_share(vms_control *ctl)
+{
+	if (ctl->lock_fd >= 0)
+		while (flock(ctl->lock_fd, LOCK_SH) < 0 && errno == EINTR)
+			;
 }
 
 int ctl_op_check(vms_json **out, ctl_req *r)
 {
-	int rc, data = 0, repair = 0, ok = 1;
+	int rc, data = 0, repair = 0, dry_run = 0, ok = 1, alone = 0;
 	const char *key = NULL;
 	vms_control *ctl = r->ctl;
 	vms_cat_sr *srs = NULL;
@@ -59,9 +94,20 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 		goto done;
 	}
 	if ((rc = ctl_arg_str(&key, r, "sr", 0)) < 0 || (rc = ctl_arg_bool(r, "data", &data)) < 0 ||
-	    (rc = ctl_arg_bool(r, "repair", &repair)) < 0)
+	    (rc = ctl_arg_bool(r, "repair", &repair)) < 0 || (rc = ctl_arg_bool(r, "dry_run", &dry_run)) < 0)
 		goto done;
-	unsigned flags = (data ? CHECK_DATA : 0) | (repair ? CHECK_REPAIR : 0);
+	if (dry_run && !repair) {
+		rc = vms_error_set(VMS_EINVAL, "dry_run goes with repair (check alone changes nothing)");
+		goto done;
+	}
+	if (repair && !dry_run) {
+		if ((rc = check_alone(ctl)) < 0) {
+			check_share(ctl);
+			goto done;
+		}
+		alone = 1;
+	}
+	unsigned flags = (data ? CHECK_DATA : 0) | (repair && !dry_run ? CHECK_REPAIR : 0);
 	/* catalog */
 	rc = vms_catalog_integrity(&integrity, ctl->cat);
 	if (rc < 0 && rc != VMS_ECORRUPT)
@@ -85,7 +131,7 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 	}
 	for (size_t i = 0; i < nsr && rc == 0; i++)
 		if (srs[i].state == VMS_STATE_READY)
-			rc = check_sr(arr, &ok, ctl, &srs[i], flags);
+			rc = check_sr(arr, &ok, r, &srs[i], flags, repair, dry_run);
 	if (rc < 0)
 		goto done;
 	/* orphans noted by reconciliation, rows still unsettled */
@@ -136,6 +182,8 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 			goto done;
 	}
 	vms_json_object_set_bool(o, "ok", ok);
+	vms_json_object_set_bool(o, "repair", repair);
+	vms_json_object_set_bool(o, "dry_run", dry_run);
 	vms_json_object_set(o, "catalog", cat);
 	vms_json_object_set(o, "srs", arr);
 	vms_json_object_set(o, "orphans", orph);
@@ -146,6 +194,8 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 		o = NULL;
 	}
 done:
+	if (alone)
+		check_share(ctl);
 	free(integrity);
 	vms_cat_strv_free(orphans, norph);
 	vms_cat_sr_list_free(srs, nsr);
@@ -162,6 +212,7 @@ done:
 typedef struct sums {
 	uint64_t referenced, unique, written;
 	int known_r, known_u, known_w;
+	int per_vm;          /* some figure was the VM snapshot's, not a disk's */
 } sums;
 
 static vms_json *num_or_null(uint64_t v, int known)
@@ -176,10 +227,16 @@ static void space_fill(vms_json *o, sums *acc, const vms_backend *be, vms_sr_han
 		sp.referenced = sp.unique = sp.written = UINT64_MAX;
 		vms_error_clear();
 	}
-	vms_json_object_set(o, "referenced", num_or_null(sp.referenced, 1));
-	vms_json_object_set(o, "unique", num_or_null(sp.unique, 1));
-	vms_json_object_set(o, "written", num_or_null(sp.written, 1));
+	/* A backend that accounts space per VM snapshot (zfs) charges the
+	 * snapshot's figures to one disk: they go into the sums, and the disk
+	 * shows null with "granularity":"vm" rather than figures not its own. */
+	int per_vm = sp.granularity == VMS_SPACE_PER_VM;
+	vms_json_object_set(o, "referenced", num_or_null(sp.referenced, !per_vm));
+	vms_json_object_set(o, "unique", num_or_null(sp.unique, !per_vm));
+	vms_json_object_set(o, "written", num_or_null(sp.written, !per_vm));
+	vms_json_object_set_string(o, "granularity", per_vm ? "vm" : "disk");
 	if (acc) {
+		acc->per_vm |= per_vm;
 		if (sp.referenced == UINT64_MAX) acc->known_r = 0; else acc->referenced += sp.referenced;
 		if (sp.unique == UINT64_MAX) acc->known_u = 0; else acc->unique += sp.unique;
 		if (sp.written == UINT64_MAX) acc->known_w = 0; else acc->written += sp.written;
@@ -193,7 +250,7 @@ static int snapshot_space(vms_json *o, vms_json *disks, vms_control *ctl, const 
 	int rc;
 	vms_cat_snapdisk *sd = NULL;
 	size_t n = 0;
-	sums acc = {0, 0, 0, 1, 1, 1};
+	sums acc = {0, 0, 0, 1, 1, 1, 0};
 	if ((rc = vms_cat_snapshot_disks(&sd, &n, ctl->cat, s->uuid)) < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
@@ -211,6 +268,7 @@ static int snapshot_space(vms_json *o, vms_json *disks, vms_control *ctl, const 
 	vms_json_object_set(o, "referenced", num_or_null(acc.referenced, acc.known_r));
 	vms_json_object_set(o, "unique", num_or_null(acc.unique, acc.known_u));
 	vms_json_object_set(o, "written", num_or_null(acc.written, acc.known_w));
+	vms_json_object_set_string(o, "granularity", acc.per_vm ? "vm" : "disk");
 	return 0;
 }
 
@@ -283,9 +341,11 @@ static int stats_vm(vms_json *o, ctl_req *r, const vms_cat_vm *vm)
 	int rc;
 	ctl_map m;
 	vms_snapindex *idx;
-	vms_json *disks = vms_json_new_array(), *snaps = vms_json_new_array();
+	vms_json *disks = vms_json_new_array(), *snaps = vms_json_new_array(), *live = vms_json_new_object();
 	uint64_t *ids = NULL;
-	if (!disks || !snaps) {
+	sums acc = {0, 0, 0, 1, 1, 1, 0};
+	if (!disks || !snaps || !live) {
+		vms_json_free(live);
 		vms_json_free(disks);
 		vms_json_free(snaps);
 		return vms_error_set(VMS_ENOMEM, "out of memory");
@@ -293,6 +353,7 @@ static int stats_vm(vms_json *o, ctl_req *r, const vms_cat_vm *vm)
 	if ((rc = ctl_map_vm(&m, r->ctl, vm)) < 0) {
 		vms_json_free(disks);
 		vms_json_free(snaps);
+		vms_json_free(live);
 		return rc;
 	}
 	for (size_t i = 0; i < m.ndisks; i++) {
@@ -301,9 +362,14 @@ static int stats_vm(vms_json *o, ctl_req *r, const vms_cat_vm *vm)
 			continue;
 		vms_json_object_set_string(d, "name", m.disks[i].name);
 		vms_json_object_set_string(d, "uuid", m.disks[i].uuid);
-		space_fill(d, NULL, m.be, m.h, m.disks[i].ref);
+		space_fill(d, &acc, m.be, m.h, m.disks[i].ref);
 		vms_json_array_append(disks, d);
 	}
+	/* the live disks together (per VM where the SR cannot tell disks apart) */
+	vms_json_object_set(live, "referenced", num_or_null(acc.referenced, acc.known_r));
+	vms_json_object_set(live, "unique", num_or_null(acc.unique, acc.known_u));
+	vms_json_object_set(live, "written", num_or_null(acc.written, acc.known_w));
+	vms_json_object_set_string(live, "granularity", acc.per_vm ? "vm" : "disk");
 	if ((rc = ctl_index_get(&idx, r->ctl, vm->uuid, 0)) < 0)
 		goto done;
 	size_t n = vms_snapindex_count(idx);
@@ -339,12 +405,14 @@ static int stats_vm(vms_json *o, ctl_req *r, const vms_cat_vm *vm)
 	vms_json_object_set_string(o, "vm", vm->name);
 	vms_json_object_set_string(o, "vm_uuid", vm->uuid);
 	vms_json_object_set(o, "disks", disks);
+	vms_json_object_set(o, "live", live);
 	rc = vms_json_object_set(o, "snapshots", snaps);
-	disks = snaps = NULL;
+	disks = snaps = live = NULL;
 done:
 	free(ids);
 	vms_json_free(disks);
 	vms_json_free(snaps);
+	vms_json_free(live);
 	ctl_map_clear(&m);
 	return rc;
 }
