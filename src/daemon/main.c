@@ -48,6 +48,10 @@ static void usage(FILE *f)
 	        "  --socket PATH          NBD Unix socket (default DIR/nbd.sock)\n"
 	        "  --control-socket PATH  control socket (default DIR/control.sock)\n"
 	        "  --listen [ADDR:]PORT   also serve NBD on TCP (loopback unless ADDR is given)\n"
+	        "  --tls off|on|require   NBD over TLS: off (default), offered, required on TCP\n"
+	        "  --tls-certificates DIR X.509: DIR/ca-cert.pem, server-cert.pem, server-key.pem[, ca-crl.pem]\n"
+	        "  --tls-verify-peer      X.509: clients need a certificate signed by the CA\n"
+	        "  --tls-psk FILE         PSK: username:hexkey lines (psktool -u USER -p FILE)\n"
 	        "  --group NAME           group of the NBD socket, then mode 0660 (else 0600)\n"
 	        "  --control-group NAME   group of the control socket, then mode 0660 (else 0600)\n"
 	        "  --raw NAME=PATH        serve the raw file PATH as export NAME (repeatable)\n"
@@ -232,6 +236,7 @@ int main(int argc, char **argv)
 	const char *group = NULL, *ctl_group = NULL, *pidfile = NULL, *logfile = NULL;
 	int foreground = 0, readonly = 0, level = VMSD_LOG_INFO, pid_fd = -1, ret = 1;
 	struct vmsd_nbd_config cfg = {.workers = 16, .max_clients = 256, .handshake_timeout = 30};
+	struct vmsd_tls_config tls_cfg = {.mode = VMSD_TLS_OFF};
 	vmsd_raw *raw = NULL;
 	char *nbd_default = NULL, *ctl_default = NULL, *home_abs = NULL;
 	unsigned long conn_counter = 0;
@@ -249,7 +254,9 @@ int main(int argc, char **argv)
 		{"pidfile", required_argument, 0, 'p'},    {"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},          {"metrics", required_argument, 0, 'M'},
 		{"no-scheduler", no_argument, 0, 'N'},     {"clock-scale", required_argument, 0, 'S'},
-		{"clock-start", required_argument, 0, 'T'}, {0, 0, 0, 0},
+		{"clock-start", required_argument, 0, 'T'}, {"tls", required_argument, 0, 't'},
+		{"tls-certificates", required_argument, 0, 'C'}, {"tls-verify-peer", no_argument, 0, 'v'},
+		{"tls-psk", required_argument, 0, 'P'},    {0, 0, 0, 0},
 	};
 
 	if (vmsd_raw_new(&raw, 0) < 0) {
@@ -312,6 +319,15 @@ int main(int argc, char **argv)
 				clock_start = (long long)dv;
 			break;
 		}
+		case 't':
+			if ((tls_cfg.mode = vmsd_tls_mode_parse(optarg)) < 0) {
+				fprintf(stderr, "vmsnapd: bad --tls value '%s' (off, on or require)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'C': tls_cfg.certificates = optarg; break;
+		case 'v': tls_cfg.verify_peer = 1; break;
+		case 'P': tls_cfg.psk_file = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("vmsnapd 0.1.0\n"); return 0;
 		default: usage(stderr); return 2;
@@ -343,6 +359,15 @@ int main(int argc, char **argv)
 	gid_t gid = (gid_t)-1, ctl_gid = (gid_t)-1;
 	if ((group && lookup_group(&gid, group) < 0) || (ctl_group && lookup_group(&ctl_gid, ctl_group) < 0))
 		return 2;
+	/* TLS credentials load now, so that a bad file stops the start on
+	 * stderr, before detaching. */
+	if (vmsd_tls_new(&cfg.tls, &tls_cfg) < 0) {
+		fprintf(stderr, "vmsnapd: %s\n", vms_error_last());
+		return 2;
+	}
+	if (cfg.tls && vmsd_tls_mode(cfg.tls) == VMSD_TLS_REQUIRE && !tcp)
+		fprintf(stderr, "vmsnapd: note: --tls require applies to TCP (--listen); the Unix socket offers TLS "
+		                "without requiring it\n");
 
 	/* Log set-up and detaching. */
 	int log_fd = 2, use_syslog = 0;
@@ -449,6 +474,10 @@ int main(int argc, char **argv)
 	          home ? home : "(none)", nbd_path ? nbd_path : "(none)", tcp ? ", TCP " : "", tcp ? tcp : "",
 	          ctl_path ? ctl_path : "(none)", vmsd_raw_count(raw), cfg.workers,
 	          readonly ? ", read-only" : "");
+	if (cfg.tls)
+		vmsd_info("TLS %s: %s", vmsd_tls_mode(cfg.tls) == VMSD_TLS_REQUIRE ? "required on TCP, offered on the Unix socket"
+		                                                                   : "offered",
+		          vmsd_tls_describe(cfg.tls));
 
 	/* The accept loop. */
 	struct pollfd pfd[MAX_LISTEN + 4];
@@ -532,6 +561,7 @@ done:
 		pthread_mutex_unlock(&d->control_lock);
 	}
 	vmsd_nbd_free(d->nbd);
+	vmsd_tls_free(cfg.tls);
 	vmsd_catalog_close(d->cat);
 	vmsd_raw_free(raw);
 	if (pid_fd >= 0) {

@@ -1,6 +1,6 @@
 /*
  * nbd.c - the NBD server (see nbd.h; protocol: NetworkBlockDevice
- * doc/proto.md, fixed newstyle only, no TLS).
+ * doc/proto.md, fixed newstyle only; TLS through NBD_OPT_STARTTLS, tls.c).
  *
  * Design and invariants
  *  - One detached thread per connection runs the handshake.  After
@@ -21,6 +21,13 @@
  *    every disk access goes through the export gate (enter/leave).
  *  - A connection only ever blocks its own threads: handshakes have a
  *    receive timeout, sends block only the connection's own wlock.
+ *  - TLS (--tls on|require): STARTTLS is answered NBD_REP_ACK and the TLS
+ *    handshake runs on the handshake thread; from then on every byte of
+ *    the connection goes through the session (read_full/writev_full and
+ *    conn_read branch on c->tls: plain connections keep their direct
+ *    recv/sendmsg path).  `require` is the protocol's FORCEDTLS on TCP:
+ *    before TLS only STARTTLS and ABORT are served, every other option
+ *    gets NBD_REP_ERR_TLS_REQD and NBD_OPT_EXPORT_NAME closes.
  *
  * Lock order: srv->lock, then c->rlock, then c->wlock (never more than one
  * of the connection locks at a time in practice).  Export locks (export.h)
@@ -44,6 +51,7 @@
 #include "log.h"
 #include "metrics_http.h"
 #include "nbd_wire.h"
+#include "tls.h"
 #include "vmsnap/error.h"
 
 #define MAX_OPTIONS 4096u            /* options per handshake before we give up */
@@ -55,10 +63,17 @@
 struct conn {
 	vmsd_nbd *srv;
 	int fd;
+	int is_unix;                  /* accepted on the Unix socket */
 	char peer[96];
 	struct conn *next, *prev; /* under srv->lock */
+	/* TLS session once STARTTLS succeeded (set in the handshake, before any
+	 * worker exists; then used as tls.h allows: receives under rlock,
+	 * sends under wlock). */
+	vmsd_tls_session *tls;
 
 	/* handshake state (handshake thread only) */
+	int tls_refused;              /* a plain-text option was refused: TLS required */
+	int fixed;                    /* the client is fixed newstyle (TLS possible) */
 	int no_zeroes;
 	int structured;
 	int meta_selected;
@@ -80,6 +95,7 @@ struct conn {
 	uint8_t *rbuf;
 	size_t rpos, rlen;
 	atomic_int dead;
+	atomic_int tls_active;        /* c->tls is set (for vmsd_nbd_status) */
 	atomic_ullong requests;
 	vms_io_stats *io;             /* this export's counters (metrics_http.c) */
 };
@@ -99,7 +115,7 @@ static const uint8_t zero_buf[1u << 20];
 
 /* ---- socket helpers -------------------------------------------------- */
 
-static int read_full(int fd, void *buf, size_t len)
+static int sock_read_full(int fd, void *buf, size_t len)
 {
 	uint8_t *p = buf;
 	while (len) {
@@ -116,20 +132,27 @@ static int read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
+/* The connection's byte stream: the socket, or the TLS session once
+ * STARTTLS succeeded.  A branch, so plain connections pay nothing. */
+static int read_full(struct conn *c, void *buf, size_t len)
+{
+	return c->tls ? vmsd_tls_read_full(c->tls, buf, len) : sock_read_full(c->fd, buf, len);
+}
+
 /* Read and drop len bytes. */
-static int skip_full(int fd, uint64_t len)
+static int skip_full(struct conn *c, uint64_t len)
 {
 	uint8_t tmp[16384];
 	while (len) {
 		size_t n = len < sizeof tmp ? (size_t)len : sizeof tmp;
-		if (read_full(fd, tmp, n) < 0)
+		if (read_full(c, tmp, n) < 0)
 			return -1;
 		len -= n;
 	}
 	return 0;
 }
 
-static int writev_full(int fd, struct iovec *iov, int iovcnt)
+static int sock_writev_full(int fd, struct iovec *iov, int iovcnt)
 {
 	while (iovcnt > 0) {
 		struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
@@ -152,10 +175,15 @@ static int writev_full(int fd, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t len)
+static int writev_full(struct conn *c, struct iovec *iov, int iovcnt)
+{
+	return c->tls ? vmsd_tls_writev_full(c->tls, iov, iovcnt) : sock_writev_full(c->fd, iov, iovcnt);
+}
+
+static int write_full(struct conn *c, const void *buf, size_t len)
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	return writev_full(fd, &iov, 1);
+	return writev_full(c, &iov, 1);
 }
 
 static void set_rcvtimeo(int fd, unsigned seconds)
@@ -175,7 +203,7 @@ static int opt_reply(struct conn *c, uint32_t opt, uint32_t type, const void *pa
 	nbd_put32(h + 12, type);
 	nbd_put32(h + 16, plen);
 	struct iovec iov[2] = {{h, sizeof h}, {(void *)payload, plen}};
-	return writev_full(c->fd, iov, plen ? 2 : 1);
+	return writev_full(c, iov, plen ? 2 : 1);
 }
 
 static int opt_error(struct conn *c, uint32_t opt, uint32_t type, const char *fmt, ...)
@@ -250,6 +278,44 @@ static uint32_t rep_error_for(int rc)
 	}
 }
 
+/* What NBD_OPT_LIST says of export entry o: its description, cut to the
+ * longest string the protocol allows; *len 0 when it has none.  INFO/GO
+ * send the very same text, so a client sees one description per export. */
+static const char *list_description(const vms_json *o, uint32_t *len)
+{
+	const char *desc = vms_json_string(vms_json_object_get(o, "description"));
+	size_t dl = desc ? strlen(desc) : 0;
+	*len = (uint32_t)(dl > NBD_MAX_STRING ? NBD_MAX_STRING : dl);
+	return desc;
+}
+
+/* NBD_INFO_DESCRIPTION for export `name`: the entry NBD_OPT_LIST shows
+ * under that name.  A name the list does not show (a snapshot selector
+ * such as vm/disk@latest) gets none, rather than a text LIST never gives.
+ * Returns 0, or -1 when sending failed. */
+static int reply_description(struct conn *c, uint32_t opt, const char *name)
+{
+	vms_json *arr = NULL;
+	int rc = 0;
+	if (vmsd_exports_list(&arr, c->srv->xs) < 0) {
+		vmsd_debug("client %s: no description for %s: %s", c->peer, name, vms_error_last());
+		return 0;
+	}
+	for (size_t i = 0; i < vms_json_array_len(arr); i++) {
+		const vms_json *o = vms_json_array_get(arr, i);
+		const char *n = vms_json_string(vms_json_object_get(o, "name"));
+		uint32_t dl;
+		const char *desc = list_description(o, &dl);
+		if (n && strcmp(n, name) == 0) {
+			if (dl)
+				rc = reply_info(c, opt, NBD_INFO_DESCRIPTION, desc, dl);
+			break;
+		}
+	}
+	vms_json_free(arr);
+	return rc;
+}
+
 /* NBD_OPT_INFO / NBD_OPT_GO.  Returns 1 when transmission starts, 0 to keep
  * haggling, -1 to drop the connection. */
 static int handle_info(struct conn *c, uint32_t opt, uint32_t len)
@@ -279,13 +345,8 @@ static int handle_info(struct conn *c, uint32_t opt, uint32_t len)
 		goto done;
 	if (req->want_name && reply_info(c, opt, NBD_INFO_NAME, req->name, (uint32_t)strlen(req->name)) < 0)
 		goto done;
-	if (req->want_description) {
-		char desc[256];
-		int n = snprintf(desc, sizeof desc, "vmsnap %s disk%s", c->info->readonly ? "read-only" : "writable",
-		                 strchr(req->name, '@') ? " snapshot" : "");
-		if (reply_info(c, opt, NBD_INFO_DESCRIPTION, desc, (uint32_t)n) < 0)
-			goto done;
-	}
+	if (req->want_description && reply_description(c, opt, req->name) < 0)
+		goto done;
 	/* Always sent: the constraints hold whether the client asked or not. */
 	uint8_t bs[14];
 	nbd_put16(bs, NBD_INFO_BLOCK_SIZE);
@@ -318,14 +379,13 @@ static int handle_list(struct conn *c)
 	for (size_t i = 0; i < vms_json_array_len(arr); i++) {
 		const vms_json *o = vms_json_array_get(arr, i);
 		const char *name = vms_json_string(vms_json_object_get(o, "name"));
-		const char *desc = vms_json_string(vms_json_object_get(o, "description"));
+		uint32_t dl;
+		const char *desc = list_description(o, &dl);
 		if (!name)
 			continue;
-		size_t nl = strlen(name), dl = desc ? strlen(desc) : 0;
+		size_t nl = strlen(name);
 		if (nl > NBD_MAX_STRING)
 			continue;
-		if (dl > NBD_MAX_STRING)
-			dl = NBD_MAX_STRING;
 		uint8_t *p = malloc(4 + nl + dl);
 		if (!p) {
 			vms_json_free(arr);
@@ -378,6 +438,59 @@ done:
 	return rc;
 }
 
+/* ---- TLS (protocol: "TLS support") ------------------------------------ */
+
+/* FORCEDTLS holds for this connection: --tls require, a TCP client, no TLS
+ * yet.  The Unix socket is never forced: whoever may open it is already
+ * authorised by its mode and group (docs/vmsnapd.md, "TLS"). */
+static int tls_required(const struct conn *c)
+{
+	return !c->tls && !c->is_unix && vmsd_tls_mode(c->srv->cfg.tls) == VMSD_TLS_REQUIRE;
+}
+
+static int refuse_plain(struct conn *c, uint32_t opt)
+{
+	if (!c->tls_refused) {
+		c->tls_refused = 1;
+		vmsd_info("client %s: plain-text option %u refused: TLS is required (--tls require), "
+		          "the client must send NBD_OPT_STARTTLS first", c->peer, opt);
+	}
+	return opt_error(c, opt, NBD_REP_ERR_TLS_REQD,
+	                 "TLS is required: connect with TLS (an nbds:// URI, QEMU tls-creds)");
+}
+
+/* NBD_OPT_STARTTLS.  Returns 0 to go on haggling (inside TLS now, or after
+ * an error reply), -1 to drop the connection. */
+static int handle_starttls(struct conn *c, uint32_t len)
+{
+	vmsd_tls *t = c->srv->cfg.tls;
+	vmsd_tls_session *s = NULL;
+	if (len)
+		return opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+	if (c->tls)
+		return opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already active");
+	if (!t || !c->fixed)
+		return opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
+		                 "TLS is not enabled on this server (vmsnapd --tls on|require)");
+	if (opt_reply(c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0) < 0)
+		return -1;
+	/* Past the ACK there is no going back: a failed TLS handshake ends
+	 * the session (MUST). */
+	if (vmsd_tls_session_start(&s, t, c->fd, c->srv->cfg.handshake_timeout) < 0) {
+		vmsd_warn("client %s: refused: %s", c->peer, vms_error_last());
+		return -1;
+	}
+	c->tls = s;
+	atomic_store(&c->tls_active, 1);
+	/* Nothing negotiated in plain text survives STARTTLS (MUST): a
+	 * man in the middle could have injected it. */
+	c->structured = 0;
+	c->meta_selected = 0;
+	c->meta_export[0] = '\0';
+	vmsd_info("client %s: TLS established (%s)", c->peer, vmsd_tls_session_describe(s));
+	return 0;
+}
+
 /* Returns 1 when transmission starts, 0 when the client left or must be
  * dropped. */
 static int handshake(struct conn *c)
@@ -386,10 +499,10 @@ static int handshake(struct conn *c)
 	nbd_put64(hello, NBD_MAGIC);
 	nbd_put64(hello + 8, NBD_IHAVEOPT);
 	nbd_put16(hello + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-	if (write_full(c->fd, hello, sizeof hello) < 0)
+	if (write_full(c, hello, sizeof hello) < 0)
 		return 0;
 	uint8_t cf[4];
-	if (read_full(c->fd, cf, 4) < 0)
+	if (read_full(c, cf, 4) < 0)
 		return 0;
 	uint32_t cflags = nbd_get32(cf);
 	if (cflags & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
@@ -397,10 +510,16 @@ static int handshake(struct conn *c)
 		return 0;
 	}
 	c->no_zeroes = (cflags & NBD_FLAG_C_NO_ZEROES) != 0;
+	c->fixed = (cflags & NBD_FLAG_C_FIXED_NEWSTYLE) != 0;
+	if (!c->fixed && tls_required(c)) {
+		/* Such a client cannot do TLS (the protocol's NOTLS rule). */
+		vmsd_warn("client %s: refused: not a fixed-newstyle client, so no TLS, which is required", c->peer);
+		return 0;
+	}
 
 	for (unsigned n = 0; n < MAX_OPTIONS; n++) {
 		uint8_t h[NBD_OPTION_HDR_SIZE];
-		if (read_full(c->fd, h, sizeof h) < 0)
+		if (read_full(c, h, sizeof h) < 0)
 			return 0;
 		if (nbd_get64(h) != NBD_IHAVEOPT) {
 			vmsd_warn("client %s: bad option magic, closing", c->peer);
@@ -412,13 +531,14 @@ static int handshake(struct conn *c)
 				vmsd_warn("client %s: option %u with %u bytes of data, closing", c->peer, opt, len);
 				return 0;
 			}
-			if (skip_full(c->fd, len) < 0)
+			if (skip_full(c, len) < 0)
 				return 0;
-			if (opt_error(c, opt, NBD_REP_ERR_TOO_BIG, "option data too large") < 0)
+			if ((tls_required(c) ? refuse_plain(c, opt)
+			                     : opt_error(c, opt, NBD_REP_ERR_TOO_BIG, "option data too large")) < 0)
 				return 0;
 			continue;
 		}
-		if (len && read_full(c->fd, c->opt, len) < 0)
+		if (len && read_full(c, c->opt, len) < 0)
 			return 0;
 		if (atomic_load(&c->srv->stopping)) {
 			if (opt == NBD_OPT_EXPORT_NAME)
@@ -428,6 +548,17 @@ static int handshake(struct conn *c)
 					return 0;
 				continue;
 			}
+		}
+		if (tls_required(c) && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+			if (opt == NBD_OPT_EXPORT_NAME) {
+				/* Cannot be answered with an error: terminate (MUST). */
+				vmsd_warn("client %s: refused: NBD_OPT_EXPORT_NAME without TLS, which is required "
+				          "(--tls require)", c->peer);
+				return 0;
+			}
+			if (refuse_plain(c, opt) < 0)
+				return 0;
+			continue;
 		}
 		int rc;
 		switch (opt) {
@@ -443,7 +574,7 @@ static int handshake(struct conn *c)
 			uint8_t r[10 + 124] = {0};
 			nbd_put64(r, c->x.size);
 			nbd_put16(r + 8, c->x.tflags);
-			if (write_full(c->fd, r, c->no_zeroes ? 10 : sizeof r) < 0) {
+			if (write_full(c, r, c->no_zeroes ? 10 : sizeof r) < 0) {
 				close_export(c);
 				return 0;
 			}
@@ -457,8 +588,7 @@ static int handshake(struct conn *c)
 			         : handle_list(c);
 			break;
 		case NBD_OPT_STARTTLS:
-			rc = len ? opt_error(c, opt, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data")
-			         : opt_error(c, opt, NBD_REP_ERR_UNSUP, "TLS is not supported; use the Unix socket");
+			rc = handle_starttls(c, len);
 			break;
 		case NBD_OPT_INFO:
 		case NBD_OPT_GO:
@@ -500,7 +630,7 @@ static void conn_kill(struct conn *c)
 static int send_locked(struct conn *c, struct iovec *iov, int n)
 {
 	pthread_mutex_lock(&c->wlock);
-	int rc = writev_full(c->fd, iov, n);
+	int rc = writev_full(c, iov, n);
 	pthread_mutex_unlock(&c->wlock);
 	if (rc < 0)
 		conn_kill(c);
@@ -758,12 +888,13 @@ static int conn_read(struct conn *c, void *dst, size_t len)
 		return 0;
 	c->rpos = c->rlen = 0;
 	if (!c->rbuf || len >= RBUF_SIZE / 2)
-		return read_full(c->fd, p, len);
+		return read_full(c, p, len);
 	while (c->rlen < len) {
-		ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, 0);
+		ssize_t n = c->tls ? vmsd_tls_recv(c->tls, c->rbuf + c->rlen, RBUF_SIZE - c->rlen)
+		                   : recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, 0);
 		if (n > 0)
 			c->rlen += (size_t)n;
-		else if (n == 0 || errno != EINTR)
+		else if (n == 0 || c->tls || errno != EINTR)
 			return -1;
 	}
 	memcpy(p, c->rbuf, len);
@@ -846,9 +977,10 @@ static void transmission(struct conn *c)
 	atomic_store(&c->phase, 1);
 	set_rcvtimeo(c->fd, 0);
 	c->rbuf = malloc(RBUF_SIZE); /* NULL: unbuffered reads, still correct */
-	vmsd_info("client %s: serving export %s (%s, %llu bytes%s%s)", c->peer, c->export_name,
+	vmsd_info("client %s: serving export %s (%s, %llu bytes%s%s%s)", c->peer, c->export_name,
 	          c->info->readonly ? "read-only" : "read-write", (unsigned long long)c->x.size,
-	          c->x.structured ? ", structured replies" : "", c->x.meta_base ? ", base:allocation" : "");
+	          c->x.structured ? ", structured replies" : "", c->x.meta_base ? ", base:allocation" : "",
+	          c->tls ? ", TLS" : "");
 	if (t) {
 		pthread_attr_t attr;
 		pthread_attr_init(&attr);
@@ -879,6 +1011,9 @@ static void *conn_main(void *arg)
 		transmission(c);
 	free(c->opt);
 	c->opt = NULL;
+	/* Every worker has ended: the session is this thread's alone. */
+	vmsd_tls_session_end(c->tls);
+	c->tls = NULL;
 	close_export(c);
 	vmsd_info("client %s: disconnected after %llu requests", c->peer,
 	          (unsigned long long)atomic_load(&c->requests));
@@ -944,6 +1079,9 @@ int vmsd_nbd_serve(vmsd_nbd *srv, int fd, const char *peer)
 	}
 	c->srv = srv;
 	c->fd = fd;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	c->is_unix = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	pthread_mutex_init(&c->rlock, NULL);
 	pthread_mutex_init(&c->wlock, NULL);
@@ -1039,6 +1177,7 @@ vms_json *vmsd_nbd_status(vmsd_nbd *srv)
 		int rc = o ? 0 : VMS_ENOMEM;
 		if (!rc) rc = vms_json_object_set_string(o, "peer", c->peer);
 		if (!rc) rc = vms_json_object_set_string(o, "phase", phase ? "transmission" : "handshake");
+		if (!rc) rc = vms_json_object_set_bool(o, "tls", atomic_load(&c->tls_active));
 		if (!rc && phase) rc = vms_json_object_set_string(o, "export", c->export_name);
 		if (!rc && phase) rc = vms_json_object_set_bool(o, "readonly", c->readonly);
 		if (!rc) rc = vms_json_object_set_int(o, "requests", (int64_t)atomic_load(&c->requests));

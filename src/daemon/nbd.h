@@ -12,6 +12,7 @@
 #define VMSD_NBD_H
 
 #include "export.h"
+#include "tls.h"
 #include "vmsnap/json.h"
 
 typedef struct vmsd_nbd vmsd_nbd;
@@ -20,6 +21,8 @@ struct vmsd_nbd_config {
 	unsigned workers;           /* request threads per connection (1..64) */
 	unsigned max_clients;       /* connections beyond this are closed at once */
 	unsigned handshake_timeout; /* seconds a client may take to finish the handshake */
+	vmsd_tls *tls;              /* TLS credentials and mode (tls.h), NULL: no TLS; the
+	                             * caller keeps it alive until vmsd_nbd_free */
 };
 
 int vmsd_nbd_new(vmsd_nbd **out, vmsd_exports *xs, const struct vmsd_nbd_config *cfg);
