@@ -61,6 +61,27 @@ static int check_ok(const vms_json *r)
 	return vms_json_bool(vms_json_object_get(r, "ok"));
 }
 
+/* One line per entry of a list of objects carrying "message". */
+static size_t print_messages(const char *indent, const vms_json *list, const char *prefix)
+{
+	size_t n = vms_json_array_len(list);
+	for (size_t i = 0; i < n; i++) {
+		const char *m = cli_json_str(vms_json_array_get(list, i), "message");
+		if (m)
+			printf("%s%s%s\n", indent, prefix ? prefix : "", m);
+	}
+	return n;
+}
+
+static size_t count_problems(const vms_json *s)
+{
+	const vms_json *orph = vms_json_object_get(s, "orphans");
+	size_t n = vms_json_array_len(vms_json_object_get(s, "missing"));
+	for (size_t i = 0; i < vms_json_array_len(orph); i++)
+		n += vms_json_bool(vms_json_object_get(vms_json_array_get(orph, i), "problem"));
+	return n;
+}
+
 static int render_check(cli_ctx *ctx, const vms_json *r)
 {
 	const vms_json *cat = vms_json_object_get(r, "catalog");
@@ -69,7 +90,8 @@ static int render_check(cli_ctx *ctx, const vms_json *r)
 		printf("catalog\t%s\n", check_ok(cat) ? "ok" : "error");
 		for (size_t i = 0; i < vms_json_array_len(srs); i++) {
 			const vms_json *s = vms_json_array_get(srs, i);
-			printf("sr\t%s\t%s\n", cli_json_str(s, "sr"), check_ok(s) ? "ok" : "error");
+			printf("sr\t%s\t%s\t%zu\t%zu\n", cli_json_str(s, "sr"), check_ok(s) ? "ok" : "error",
+			       count_problems(s), vms_json_array_len(vms_json_object_get(s, "repairs")));
 		}
 		printf("orphans\t%zu\nunsettled\t%zu\nresult\t%s\n",
 		       vms_json_array_len(vms_json_object_get(r, "orphans")),
@@ -80,11 +102,17 @@ static int render_check(cli_ctx *ctx, const vms_json *r)
 	if (!check_ok(cat))
 		print_report(vms_json_object_get(cat, "report"));
 	for (size_t i = 0; i < vms_json_array_len(srs); i++) {
-		const vms_json *s = vms_json_array_get(srs, i);
+		const vms_json *s = vms_json_array_get(srs, i), *rep = vms_json_object_get(s, "report");
+		const char *cmp = cli_json_str(s, "compare_error");
 		printf("sr %s (%s): %s\n", cli_json_str(s, "sr"), cli_json_str(s, "type") ? cli_json_str(s, "type") : "?",
 		       check_ok(s) ? "ok" : "PROBLEMS");
-		if (!check_ok(s))
-			print_report(vms_json_object_get(s, "report"));
+		if (vms_json_type_of(rep) != VMS_JSON_OBJECT || !vms_json_bool(vms_json_object_get(rep, "ok")))
+			print_report(rep);
+		if (cmp)
+			printf("    cannot compare with the catalog: %s\n", cmp);
+		print_messages("    ", vms_json_object_get(s, "missing"), "missing: ");
+		print_messages("    ", vms_json_object_get(s, "orphans"), "orphan: ");
+		print_messages("    ", vms_json_object_get(s, "repairs"), NULL);
 	}
 	print_items("orphans", vms_json_object_get(r, "orphans"));
 	print_items("unsettled", vms_json_object_get(r, "unsettled"));
@@ -99,16 +127,24 @@ static int cmd_check(cli_ctx *ctx, const cli_args *a)
 	int rc;
 	if (!args)
 		return cli_nomem(ctx);
+	if (ctx->dry_run) {
+		if (!cli_opt_has(a, "repair")) {
+			vms_json_free(args);
+			return cli_usage(ctx, "--dry-run goes with --repair");
+		}
+		vms_json_object_set_bool(args, "dry_run", 1);
+	}
 	if ((rc = cli_call(ctx, "check", args, &r)) != 0)
 		return rc;
 	if (ctx->json)
 		printf("%s\n", r.text);
 	else
 		rc = render_check(ctx, r.result);
-	/* Like fsck and thin_check: problems found are a failure. */
+	/* Like fsck and thin_check: problems found (and not repaired) are a failure. */
 	if (!rc && !check_ok(r.result)) {
 		fprintf(stderr, "vmsnap: check found problems%s\n",
-		        cli_opt_has(a, "repair") ? "" : " (see above; --repair fixes what is safe to fix)");
+		        cli_opt_has(a, "repair") && !ctx->dry_run ? " that repair cannot fix (see above)"
+		                                                   : " (see above; --repair fixes what is safe to fix)");
 		rc = CLI_EXIT_ERROR;
 	}
 	cli_response_free(&r);
@@ -300,7 +336,9 @@ static int cmd_version(cli_ctx *ctx, const cli_args *a)
 static const cli_opt check_opts[] = {
 	{"sr", 0, "SR", "only this SR (default: the catalog and every SR)"},
 	{"data", 0, NULL, "also verify data checksums (reads every block)"},
-	{"repair", 0, NULL, "repair what is safe to repair (leaked blocks, unsettled deletes)"},
+	{"repair", 0, NULL, "repair what is safe to repair: leaked blocks, temporaries, orphans (removed when "
+	                     "vmsnap's own or empty, else adopted into a lost_found VM), snapshots without backing"},
+	CLI_OPT_DRY_RUN,
 	{0},
 };
 static const cli_opt stats_opts[] = {
@@ -313,7 +351,7 @@ static const cli_opt stats_opts[] = {
 const cli_command cli_misc_commands[] = {
 	{"export", "list", "", "List the NBD exports vmsnapd serves: VM/DISK and VM/DISK@SNAPSHOT", 0, 0, NULL,
 	 NULL, cmd_export_list, export_columns},
-	{"check", NULL, "[--sr SR] [--data] [--repair]",
+	{"check", NULL, "[--sr SR] [--data] [--repair [-n]]",
 	 "Verify the catalog and the SRs, and that they agree (exit 1 when problems are found)", 0, 0, check_opts,
 	 NULL, cmd_check, NULL},
 	{"stats", NULL, "[--sr SR | --vm VM | --snapshot VM@SNAPSHOT]",

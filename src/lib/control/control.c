@@ -57,7 +57,7 @@ static const struct ctl_op {
 	{"snapshot.delete", ctl_op_snapshot_delete, ARGS("snapshot", "defer", "force", "dry_run")},
 	{"snapshot.rollback", ctl_op_snapshot_rollback, ARGS("snapshot", "force", "dry_run")},
 	{"export.list", ctl_op_export_list, ARGS(NULL)},
-	{"check", ctl_op_check, ARGS("sr", "data", "repair")},
+	{"check", ctl_op_check, ARGS("sr", "data", "repair", "dry_run")},
 	{"stats", ctl_op_stats_io, ARGS("sr", "vm", "snapshot")},
 	/* policies, holds, reports, import/export (ops_policy.c, ops_import.c) */
 	{"policy.set", ctl_op_policy_set,

@@ -193,6 +193,13 @@ int ctl_cascade_from(ctl_del *d, const char *parent_snapshot);
 /* ---- reconcile.c --------------------------------------------------------- */
 int ctl_reconcile(vms_control *ctl);
 
+/* ---- repair.c ------------------------------------------------------------ */
+/* Compare an SR's backend objects with the catalog both ways into the SR's
+ * check object o ("missing", "orphans", with repair "repairs" and
+ * "remaining"); *ok = 0 when problems are (still) there. */
+int ctl_check_sr_catalog(vms_json *o, int *ok, ctl_req *r, const vms_cat_sr *sr, const vms_backend *be,
+                         vms_sr_handle *h, int repair, int dry_run);
+
 /* ---- ops ----------------------------------------------------------------- */
 int ctl_op_sr_create(vms_json **out, ctl_req *r);
 int ctl_op_sr_list(vms_json **out, ctl_req *r);

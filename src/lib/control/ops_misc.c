@@ -1,16 +1,19 @@
 /*
  * Health and space: check and stats.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 
 #include "control/control_private.h"
 
 #define CHECK_DATA 1u     /* the values of VMS_CHECK_DATA / VMS_CHECK_REPAIR in pool.h */
 #define CHECK_REPAIR 2u
 
-static int check_sr(vms_json *srs, int *all_ok, vms_control *ctl, const vms_cat_sr *sr, unsigned flags)
+static int check_sr(vms_json *srs, int *all_ok, ctl_req *r, const vms_cat_sr *sr, unsigned flags, int repair,
+                    int dry_run)
 {
 	int rc, ok = 1;
 	const vms_backend *be;
@@ -21,9 +24,10 @@ static int check_sr(vms_json *srs, int *all_ok, vms_control *ctl, const vms_cat_
 		return vms_error_set(VMS_ENOMEM, "out of memory");
 	vms_json_object_set_string(o, "sr", sr->name);
 	vms_json_object_set_string(o, "type", sr->type);
-	if ((rc = ctl_sr_backend(&be, &h, ctl, sr->uuid)) < 0) {
+	if ((rc = ctl_sr_backend(&be, &h, r->ctl, sr->uuid)) < 0) {
 		ok = 0;
 		rep = vms_json_new_string(vms_error_last());
+		be = NULL;
 	} else if (!(be->caps & VMS_CAP_CHECK) || !be->check) {
 		rep = vms_json_new_null();
 	} else {
@@ -35,16 +39,47 @@ static int check_sr(vms_json *srs, int *all_ok, vms_control *ctl, const vms_cat_
 	}
 	free(report);
 	vms_error_clear();
+	vms_json_object_set(o, "report", rep);
+	/* the backend's objects against the catalog, both ways */
+	if (be && (rc = ctl_check_sr_catalog(o, &ok, r, sr, be, h, repair, dry_run)) < 0) {
+		if (rc == VMS_ENOMEM || rc == VMS_ECORRUPT) {
+			vms_json_free(o);
+			return rc;
+		}
+		ok = 0;
+		vms_json_object_set_string(o, "compare_error", vms_error_last());
+		vms_error_clear();
+	}
 	if (!ok)
 		*all_ok = 0;
 	vms_json_object_set_bool(o, "ok", ok);
-	vms_json_object_set(o, "report", rep);
 	return vms_json_array_append(srs, o);
+}
+
+/* Repair changes SRs and the catalog: only when no other process shares
+ * the home (this one holds control.lock shared, as every control does). */
+static int check_alone(vms_control *ctl)
+{
+	int rc = 0;
+	if (ctl->lock_fd < 0)
+		return 0;
+	if (flock(ctl->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		rc = vms_error_set(VMS_EBUSY, "check --repair needs the vmsnap home %s to itself, but another "
+		                   "process (vmsnapd or another vmsnap) uses it; run the repair through vmsnapd "
+		                   "(without --no-daemon) or stop the other process", ctl->home);
+	return rc;
+}
+
+static void check_share(vms_control *ctl)
+{
+	if (ctl->lock_fd >= 0)
+		while (flock(ctl->lock_fd, LOCK_SH) < 0 && errno == EINTR)
+			;
 }
 
 int ctl_op_check(vms_json **out, ctl_req *r)
 {
-	int rc, data = 0, repair = 0, ok = 1;
+	int rc, data = 0, repair = 0, dry_run = 0, ok = 1, alone = 0;
 	const char *key = NULL;
 	vms_control *ctl = r->ctl;
 	vms_cat_sr *srs = NULL;
@@ -59,9 +94,20 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 		goto done;
 	}
 	if ((rc = ctl_arg_str(&key, r, "sr", 0)) < 0 || (rc = ctl_arg_bool(r, "data", &data)) < 0 ||
-	    (rc = ctl_arg_bool(r, "repair", &repair)) < 0)
+	    (rc = ctl_arg_bool(r, "repair", &repair)) < 0 || (rc = ctl_arg_bool(r, "dry_run", &dry_run)) < 0)
 		goto done;
-	unsigned flags = (data ? CHECK_DATA : 0) | (repair ? CHECK_REPAIR : 0);
+	if (dry_run && !repair) {
+		rc = vms_error_set(VMS_EINVAL, "dry_run goes with repair (check alone changes nothing)");
+		goto done;
+	}
+	if (repair && !dry_run) {
+		if ((rc = check_alone(ctl)) < 0) {
+			check_share(ctl);
+			goto done;
+		}
+		alone = 1;
+	}
+	unsigned flags = (data ? CHECK_DATA : 0) | (repair && !dry_run ? CHECK_REPAIR : 0);
 	/* catalog */
 	rc = vms_catalog_integrity(&integrity, ctl->cat);
 	if (rc < 0 && rc != VMS_ECORRUPT)
@@ -85,7 +131,7 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 	}
 	for (size_t i = 0; i < nsr && rc == 0; i++)
 		if (srs[i].state == VMS_STATE_READY)
-			rc = check_sr(arr, &ok, ctl, &srs[i], flags);
+			rc = check_sr(arr, &ok, r, &srs[i], flags, repair, dry_run);
 	if (rc < 0)
 		goto done;
 	/* orphans noted by reconciliation, rows still unsettled */
@@ -136,6 +182,8 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 			goto done;
 	}
 	vms_json_object_set_bool(o, "ok", ok);
+	vms_json_object_set_bool(o, "repair", repair);
+	vms_json_object_set_bool(o, "dry_run", dry_run);
 	vms_json_object_set(o, "catalog", cat);
 	vms_json_object_set(o, "srs", arr);
 	vms_json_object_set(o, "orphans", orph);
@@ -146,6 +194,8 @@ int ctl_op_check(vms_json **out, ctl_req *r)
 		o = NULL;
 	}
 done:
+	if (alone)
+		check_share(ctl);
 	free(integrity);
 	vms_cat_strv_free(orphans, norph);
 	vms_cat_sr_list_free(srs, nsr);
