@@ -245,6 +245,20 @@ static int snap_delete(const char *vm, const char *key, const mdisk *s, size_t n
 	return be->snapshot_delete(sr, vm, key, refs, n);
 }
 
+/* What the control module does when the catalog defers a snapshot's delete
+ * (isDeleted): tell a backend that has the notion (VMS_CAP_DEFER_DELETE). */
+static int snap_defer(const char *vm, const char *key, const mdisk *s, size_t n)
+{
+	const char *refs[8];
+	for (size_t i = 0; i < n; i++)
+		refs[i] = s[i].ref;
+	if (!be->snapshot_defer_delete) {
+		CHECK(!(be->caps & VMS_CAP_DEFER_DELETE), "a backend with defer_delete has the op");
+		return 0;
+	}
+	return be->snapshot_defer_delete(sr, vm, key, refs, n);
+}
+
 /* ---- block status ---------------------------------------------------------- */
 
 typedef struct bs_ctx {
@@ -341,6 +355,16 @@ static int zcmd(const char *const *argv, char *out, size_t n)
 		snprintf(out, n, "%.*s", (int)strcspn(r.out ? r.out : "", "\n"), r.out ? r.out : "");
 	vms_run_result_free(&r);
 	return rc;
+}
+
+/* zfs: a property of <loc>/<vm>@<snap> ("" when the snapshot is gone). */
+static void zsnap_prop(char *out, size_t n, const char *loc, const char *vm, const char *snap, const char *prop)
+{
+	char ds[600];
+	snprintf(ds, sizeof(ds), "%s/%s@%s", loc, vm, snap);
+	const char *argv[] = {"zfs", "get", "-H", "-p", "-o", "value", prop, ds, NULL};
+	if (zcmd(argv, out, n) < 0)
+		out[0] = '\0';
 }
 
 /*
@@ -520,17 +544,43 @@ int main(int argc, char **argv)
 	step("ref_space: the sums over a snapshot's disks are known and sane");
 	{
 		uint64_t data = 0, ref_sum = 0, uniq_sum = 0;
-		int ref_known = 1, uniq_known = 1;
+		int ref_known = 1, uniq_known = 1, per_vm = 0, charged = 0;
 		for (int i = 0; i < 2; i++) {
 			vms_ref_space rs;
+			uint64_t own = 0;
 			for (uint64_t b = 0; b < s1[i].size; b++)
-				data += s1[i].data[b] != 0;
+				own += s1[i].data[b] != 0;
+			data += own;
+			memset(&rs, 0, sizeof(rs));      /* the caller zeroes granularity */
 			CHECK_OK(be->ref_space(&rs, sr, s1[i].ref), "ref_space of %s", s1[i].ref);
+			/* granularity: a disk's own figures, or the VM snapshot's
+			 * charged to one disk (0 on the others) */
+			CHECK(rs.granularity == VMS_SPACE_PER_DISK || rs.granularity == VMS_SPACE_PER_VM,
+			      "granularity %u of %s", rs.granularity, s1[i].ref);
+			if (rs.granularity == VMS_SPACE_PER_VM) {
+				per_vm++;
+				charged += rs.referenced != 0;
+			} else if (rs.referenced != UINT64_MAX) {
+				CHECK(rs.referenced >= own, "per disk: %s references %" PRIu64 " bytes, at least its own %"
+				      PRIu64 " non-zero bytes", s1[i].ref, rs.referenced, own);
+			}
 			CHECK(rs.unique == UINT64_MAX || rs.referenced == UINT64_MAX || rs.unique <= rs.referenced,
 			      "unique %" PRIu64 " <= referenced %" PRIu64, rs.unique, rs.referenced);
 			if (rs.referenced == UINT64_MAX) ref_known = 0; else ref_sum += rs.referenced;
 			if (rs.unique == UINT64_MAX) uniq_known = 0; else uniq_sum += rs.unique;
 			CHECK_OK(be->ref_space(&rs, sr, d[i].ref), "ref_space of %s", d[i].ref);
+		}
+		CHECK(per_vm == 0 || per_vm == 2, "all disks of a snapshot have one granularity (%d per VM)", per_vm);
+		if (per_vm)
+			CHECK(charged == 1, "per VM: the snapshot's figures are charged to exactly one disk (%d)", charged);
+		if (strcmp(type, "zfs") == 0) {
+			char v[64];
+			CHECK(per_vm == 2, "zfs reports space per VM snapshot (granularity vm)");
+			zsnap_prop(v, sizeof(v), loc, vm, s1k, "referenced");
+			CHECK(ref_known && strtoull(v, NULL, 10) == ref_sum, "zfs: the sum %" PRIu64 " is the snapshot "
+			      "dataset's referenced %s", ref_sum, v);
+		} else {
+			CHECK(per_vm == 0, "%s reports space per disk", type);
 		}
 		if (be->caps & VMS_CAP_UNIQUE_BYTES)
 			CHECK(uniq_known, "unique bytes of snapshot s1 are known");
@@ -669,11 +719,43 @@ int main(int argc, char **argv)
 	verify(&s1[0], "s1 after deleting s3");
 	verify(&s2[0], "s2 after deleting s3");
 
-	step("snapshot delete with clones (s2 has clone c1): deferred where the storage needs it");
-	CHECK_OK(snap_delete(vm, s2k, s2, 2), "delete s2 which has a clone");
+	step("deferred delete of s2 (clone c1 depends on it), s2 open for reading meanwhile");
+	{
+		vms_disk *h = NULL;
+		char v[64];
+		CHECK_OK(be->disk_open(&h, sr, s2[0].ref, VMS_DISK_READONLY), "open s2/A (zfs: its view)");
+		CHECK_OK(snap_defer(vm, s2k, s2, 2), "defer the delete of s2");
+		CHECK_OK(snap_defer(vm, s2k, s2, 2), "deferring it again changes nothing");
+		if (h)
+			be->disk_close(h);
+		if (strcmp(type, "zfs") == 0) {
+			CHECK(be->caps & VMS_CAP_DEFER_DELETE, "zfs reports defer_delete");
+			zsnap_prop(v, sizeof(v), loc, vm, s2k, "defer_destroy");
+			CHECK(strcmp(v, "on") == 0, "zfs: s2 has defer_destroy=on (got '%s')", v);
+		} else {
+			CHECK(!(be->caps & VMS_CAP_DEFER_DELETE), "%s has no storage-side deferral", type);
+			verify(&s2[0], "without storage deferral s2 is kept as it was until reclaimed");
+		}
+	}
 	verify(&cl1[0], "c1 disk A intact after its origin snapshot was deleted");
 	verify(&cl1[1], "c1 disk B intact after its origin snapshot was deleted");
 	verify(&cl2[0], "c2 intact");
+	{
+		/* a clone made by copying (into an existing VM) does not depend on
+		 * its source snapshot in the storage: deferring it keeps it */
+		mdisk cp[1];
+		char v[64];
+		clone(cp, c3, s1, 1);
+		verify(&cp[0], "c3's copy of s1 disk A");
+		CHECK_OK(snap_defer(vm, s1k, s1, 2), "defer s1 (its only clone is a copy)");
+		if (strcmp(type, "zfs") == 0) {
+			zsnap_prop(v, sizeof(v), loc, vm, s1k, "defer_destroy");
+			CHECK(strcmp(v, "off") == 0, "zfs: s1 without a ZFS clone is not marked (got '%s')", v);
+		}
+		verify(&s1[0], "s1 is kept");
+		CHECK_OK(be->disk_delete(sr, cp[0].ref), "delete c3's copy");
+		model_free(&cp[0]);
+	}
 
 	step("check");
 	rc = be->check(sr, 0, &report);
@@ -715,8 +797,18 @@ int main(int argc, char **argv)
 	CHECK_OK(be->disk_delete(sr, cl2[1].ref), "delete c2/B");
 	CHECK_OK(snap_delete(c1, cs1k, cs1, 2), "delete cs1 (its clone is gone)");
 	CHECK_OK(be->disk_delete(sr, cl1[0].ref), "delete c1/A");
-	CHECK_OK(be->disk_delete(sr, cl1[1].ref), "delete c1/B");
-	CHECK_OK(snap_delete(vm, s2k, s2, 2), "deleting s2 again (reclaim after its last clone) succeeds");
+	if (strcmp(type, "zfs") == 0) {
+		char v[64];
+		zsnap_prop(v, sizeof(v), loc, vm, s2k, "defer_destroy");
+		CHECK(strcmp(v, "on") == 0, "zfs: s2 stays while c1 still has a disk (got '%s')", v);
+	}
+	CHECK_OK(be->disk_delete(sr, cl1[1].ref), "delete c1/B (its last disk: the clone dataset goes)");
+	if (strcmp(type, "zfs") == 0) {
+		char v[64];
+		zsnap_prop(v, sizeof(v), loc, vm, s2k, "defer_destroy");
+		CHECK(v[0] == '\0', "zfs destroyed the deferred s2 itself with its last clone (got '%s')", v);
+	}
+	CHECK_OK(snap_delete(vm, s2k, s2, 2), "deleting s2 at reclaim succeeds (zfs: it is gone already)");
 	CHECK_OK(be->disk_delete(sr, cl3[0].ref), "delete c3/A");
 	verify(&s1[0], "s1 still intact");
 	CHECK_OK(snap_delete(vm, s1k, s1, 2), "delete s1");
