@@ -44,6 +44,10 @@ typedef struct vms_disk vms_disk;             /* an opened disk or snapshot, for
  * mirrors the catalog's isDeleted there.  Without it, deferral is the
  * catalog's alone and the snapshot is deleted when it is reclaimed. */
 #define VMS_CAP_DEFER_DELETE    (1ull << 10)
+/* Not a verb: the SR location is a name in the storage's own namespace
+ * (zfs: pool/dataset), not a filesystem path, so a client must not make a
+ * relative one absolute. */
+#define VMS_CAP_NAMED_LOCATION  (1ull << 11)
 
 #define VMS_DISK_READONLY 1u
 

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmsnap/backend.h"
+#include "vmsnap/error.h"
 
 static void get_caps(cli_cell *c, const vms_json *rec)
 {
@@ -67,10 +69,13 @@ static int sr_create(cli_ctx *ctx, const cli_args *a)
 		goto done;
 	}
 	/* A directory given relative to the shell's working directory means
-	 * nothing to vmsnapd; a zfs location is a dataset name, not a path. */
+	 * nothing to vmsnapd; the backend says when a location is a name of its
+	 * own (zfs: a dataset), not a path.  An unknown type is refused later. */
 	const char *location = a->pos[1];
+	const vms_backend *be = vms_backend_find(type ? type : "native");
 	char abs[PATH_MAX], cwd[PATH_MAX];
-	if (location[0] != '/' && !(type && !strcmp(type, "zfs"))) {
+	vms_error_clear();
+	if (location[0] != '/' && !(be && (be->caps & VMS_CAP_NAMED_LOCATION))) {
 		if (!getcwd(cwd, sizeof cwd)) {
 			rc = cli_fail(ctx, "IO", "cannot resolve '%s': %s", location, strerror(errno));
 			goto done;

@@ -1750,7 +1750,8 @@ const vms_backend vms_backend_zfs = {
 	.size = sizeof(vms_backend),
 	.type = "zfs",
 	.caps = VMS_CAP_SNAPSHOT | VMS_CAP_CLONE | VMS_CAP_ROLLBACK_ANY | VMS_CAP_ATOMIC_MULTI |
-	        VMS_CAP_TRIM | VMS_CAP_UNIQUE_BYTES | VMS_CAP_CHECK | VMS_CAP_RESIZE | VMS_CAP_DEFER_DELETE,
+	        VMS_CAP_TRIM | VMS_CAP_UNIQUE_BYTES | VMS_CAP_CHECK | VMS_CAP_RESIZE | VMS_CAP_DEFER_DELETE |
+	        VMS_CAP_NAMED_LOCATION,
 	.sr_create = zfs_sr_create,
 	.sr_open = zfs_sr_open,
 	.sr_close = zfs_sr_close,
