@@ -503,9 +503,10 @@ static const char *group_what(const group *g, char *buf, size_t cap)
 {
 	if (g->whole || (!strcmp(g->kind, "snapshot") && g->vm[0]))
 		snprintf(buf, cap, "snapshot %s@%s (%s)", g->vm, g->snap, g->name);
+	else if (!strcmp(g->kind, "volume"))
+		snprintf(buf, cap, "%s (no key)", g->name[0] || !g->n ? g->name : g->refs[0]);
 	else
-		snprintf(buf, cap, "%s %s", !strcmp(g->kind, "volume") ? "volume" : "disk",
-		         g->n ? (g->name[0] ? g->name : g->refs[0]) : g->name);
+		snprintf(buf, cap, "disk %s", g->name[0] || !g->n ? g->name : g->refs[0]);
 	return buf;
 }
 
