@@ -322,6 +322,7 @@ int main(int argc, char **argv)
 		case 't':
 			if ((tls_cfg.mode = vmsd_tls_mode_parse(optarg)) < 0) {
 				fprintf(stderr, "vmsnapd: bad --tls value '%s' (off, on or require)\n", optarg);
+				vmsd_raw_free(raw);
 				return 2;
 			}
 			break;
@@ -363,6 +364,9 @@ int main(int argc, char **argv)
 	 * stderr, before detaching. */
 	if (vmsd_tls_new(&cfg.tls, &tls_cfg) < 0) {
 		fprintf(stderr, "vmsnapd: %s\n", vms_error_last());
+		vmsd_raw_free(raw);
+		free(nbd_default);
+		free(ctl_default);
 		return 2;
 	}
 	if (cfg.tls && vmsd_tls_mode(cfg.tls) == VMSD_TLS_REQUIRE && !tcp)
