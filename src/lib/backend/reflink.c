@@ -50,6 +50,7 @@
 #include "vmsnap/error.h"
 #include "vmsnap/json.h"
 #include "vmsnap/pool.h"
+#include "backend/common_private.h"
 #include "backend/rawfile_private.h"
 
 #define MARKER ".vmsnap-sr"
@@ -447,30 +448,30 @@ static int rl_sr_space(vms_sr_space *out, vms_sr_handle *h)
 
 /* ---- disks ------------------------------------------------------------------ */
 
+/* Resolvers of the shared verbs (common.c): the file of a ref, and that of a
+ * new disk (its VM's disks/ directory made first). */
+static int rl_path(char **out, vms_sr_handle *h, const vms_raw_ref *r)
+{
+	return ref_path(out, RSR(h), r);
+}
+
+static int rl_new_disk_path(char **out, vms_sr_handle *h, const vms_raw_ref *r)
+{
+	int rc = ensure_vm_dir(RSR(h), r->vm, "disks");
+	return rc < 0 ? rc : ref_path(out, RSR(h), r);
+}
+
 static int rl_disk_create(char **out_ref, vms_sr_handle *h, const char *vm_key, const char *disk_key,
                           uint64_t size)
 {
 	rl_sr *sr = RSR(h);
-	char *ref = NULL, *path = NULL;
-	vms_raw_ref r;
 	int rc;
 
 	*out_ref = NULL;
-	if ((rc = vms_raw__make_ref(&ref, vm_key, NULL, disk_key)) < 0)
-		return rc;
-	vms_raw__ref(&r, ref, 0);
 	if ((rc = sr_lock(sr)) < 0)
-		goto out;
-	if ((rc = ensure_vm_dir(sr, vm_key, "disks")) == 0 && (rc = ref_path(&path, sr, &r)) == 0)
-		rc = vms_raw__create_file(path, size);
+		return rc;
+	rc = vms_be__disk_create(out_ref, h, vm_key, disk_key, size, rl_new_disk_path);
 	sr_unlock(sr);
-out:
-	if (rc == 0) {
-		*out_ref = ref;
-		ref = NULL;
-	}
-	free(ref);
-	free(path);
 	return rc;
 }
 
@@ -481,7 +482,7 @@ static int rl_disk_delete(vms_sr_handle *h, const char *ref)
 	vms_raw_ref r;
 	int rc;
 
-	if ((rc = vms_raw__ref(&r, ref, 0)) < 0 || (rc = ref_path(&path, sr, &r)) < 0)
+	if ((rc = vms_be__ref_file(&path, &r, h, ref, 0, rl_path)) < 0)
 		return rc;
 	if ((rc = sr_lock(sr)) == 0) {
 		if ((rc = vms_raw__delete_file(path, ref)) == 0)
@@ -494,15 +495,7 @@ static int rl_disk_delete(vms_sr_handle *h, const char *ref)
 
 static int rl_disk_resize(vms_sr_handle *h, const char *ref, uint64_t size)
 {
-	char *path = NULL;
-	vms_raw_ref r;
-	int rc;
-
-	if ((rc = vms_raw__ref(&r, ref, 0)) < 0 || (rc = ref_path(&path, RSR(h), &r)) < 0)
-		return rc;
-	rc = vms_raw__resize_file(path, size);
-	free(path);
-	return rc;
+	return vms_be__disk_resize(h, ref, size, rl_path);
 }
 
 /* ---- snapshot metadata: the order of a VM's snapshots ----------------------
@@ -647,8 +640,7 @@ static int rl_snapshot_create(char **out_refs, vms_sr_handle *h, const char *vm_
 
 	for (size_t i = 0; i < n; i++)
 		out_refs[i] = NULL;
-	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 ||
-	    (rc = vms_raw__check_key("snapshot key", snap_key)) < 0 || (rc = vms_raw__check_refs(vm_key, refs, n, 0)) < 0)
+	if ((rc = vms_be__check_snapshot(vm_key, snap_key, refs, n, 0)) < 0)
 		return rc;
 	if ((rc = pathf(&parent, "%s/%s/snapshots", sr->dir, vm_key)) < 0 ||
 	    (rc = pathf(&dir, "%s/%s", parent, snap_key)) < 0 || (rc = pathf(&tmp, "%s/%s.tmp", parent, snap_key)) < 0)
@@ -722,9 +714,7 @@ static int rl_snapshot_delete(vms_sr_handle *h, const char *vm_key, const char *
 	char *dir = NULL, *del = NULL;
 	int rc;
 
-	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 ||
-	    (rc = vms_raw__check_key("snapshot key", snap_key)) < 0 ||
-	    (rc = vms_raw__check_refs(vm_key, snap_refs, n, 1)) < 0)
+	if ((rc = vms_be__check_snapshot(vm_key, snap_key, snap_refs, n, 1)) < 0)
 		return rc;
 	if ((rc = pathf(&dir, "%s/%s/snapshots/%s", sr->dir, vm_key, snap_key)) < 0 ||
 	    (rc = pathf(&del, "%s.del", dir)) < 0)
@@ -754,12 +744,8 @@ done:
 static int rl_snapshot_defer_delete(vms_sr_handle *h, const char *vm_key, const char *snap_key,
                                     const char *const *snap_refs, size_t n)
 {
-	int rc;
-
 	(void)h;
-	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 || (rc = vms_raw__check_key("snapshot key", snap_key)) < 0)
-		return rc;
-	return vms_raw__check_refs(vm_key, snap_refs, n, 1);
+	return vms_be__check_snapshot(vm_key, snap_key, snap_refs, n, 1);
 }
 
 static int rl_rollback(char **new_refs, vms_sr_handle *h, const char *vm_key, const char *const *refs,
@@ -852,7 +838,7 @@ static int rl_ref_space(vms_ref_space *out, vms_sr_handle *h, const char *ref)
 
 	out->referenced = out->unique = out->written = UINT64_MAX;
 	out->granularity = VMS_SPACE_PER_DISK;     /* each disk is its own file */
-	if ((rc = vms_raw__ref(&r, ref, -1)) < 0 || (rc = ref_path(&path, RSR(h), &r)) < 0)
+	if ((rc = vms_be__ref_file(&path, &r, h, ref, -1, rl_path)) < 0)
 		return rc;
 	if ((rc = vms_raw__allocated(&out->referenced, path)) == 0) {
 		rc = vms_raw__unshared(&out->unique, path);
@@ -889,7 +875,7 @@ static int rl_disk_open(vms_disk **out, vms_sr_handle *h, const char *ref, unsig
 	int rc;
 
 	*out = NULL;
-	if ((rc = vms_raw__ref(&r, ref, -1)) < 0 || (rc = ref_path(&path, RSR(h), &r)) < 0)
+	if ((rc = vms_be__ref_file(&path, &r, h, ref, -1, rl_path)) < 0)
 		return rc;
 	rc = vms_raw__open(out, path, r.snap[0] ? flags | VMS_DISK_READONLY : flags);
 	free(path);

@@ -59,6 +59,7 @@
 #include "vmsnap/json.h"
 #include "vmsnap/pool.h"
 #include "vmsnap/run.h"
+#include "backend/common_private.h"
 #include "backend/rawfile_private.h"
 
 #define ZFS_TIMEOUT_MS 120000u
@@ -809,55 +810,41 @@ static int live_path(char **out, const zfs_sr *sr, const vms_raw_ref *r)
 
 /* ---- disks ---------------------------------------------------------------- */
 
+/* Resolvers of the shared verbs (common.c): a live disk's file, and that of
+ * a new disk (its VM dataset made first). */
+static int zfs_disk_path(char **out, vms_sr_handle *h, const vms_raw_ref *r)
+{
+	return live_path(out, ZSR(h), r);
+}
+
+static int zfs_new_disk_path(char **out, vms_sr_handle *h, const vms_raw_ref *r)
+{
+	int rc = ensure_vm(ZSR(h), r->vm);
+	return rc < 0 ? rc : live_path(out, ZSR(h), r);
+}
+
 static int zfs_disk_create(char **out_ref, vms_sr_handle *h, const char *vm_key, const char *disk_key,
                            uint64_t size)
 {
-	zfs_sr *sr = ZSR(h);
-	vms_raw_ref r;
-	char *path = NULL, *ref = NULL;
-	int rc;
-
-	*out_ref = NULL;
-	if ((rc = vms_raw__make_ref(&ref, vm_key, NULL, disk_key)) < 0)
-		return rc;
-	if ((rc = vms_raw__ref(&r, ref, 0)) < 0 || (rc = ensure_vm(sr, vm_key)) < 0 ||
-	    (rc = live_path(&path, sr, &r)) < 0 || (rc = vms_raw__create_file(path, size)) < 0)
-		goto done;
-	*out_ref = ref;
-	ref = NULL;
-done:
-	free(ref);
-	free(path);
-	return rc;
+	return vms_be__disk_create(out_ref, h, vm_key, disk_key, size, zfs_new_disk_path);
 }
 
 static int zfs_disk_delete(vms_sr_handle *h, const char *ref)
 {
-	zfs_sr *sr = ZSR(h);
 	char *path = NULL;
 	vms_raw_ref r;
 	int rc;
 
-	if ((rc = vms_raw__ref(&r, ref, 0)) < 0 || (rc = live_path(&path, sr, &r)) < 0)
-		return rc;
-	rc = vms_raw__delete_file(path, ref);
+	if ((rc = vms_be__ref_file(&path, &r, h, ref, 0, zfs_disk_path)) == 0 &&
+	    (rc = vms_raw__delete_file(path, ref)) == 0)
+		rc = gc_vm(ZSR(h), r.vm);
 	free(path);
-	if (rc == 0)
-		rc = gc_vm(sr, r.vm);
 	return rc;
 }
 
 static int zfs_disk_resize(vms_sr_handle *h, const char *ref, uint64_t size)
 {
-	char *path = NULL;
-	vms_raw_ref r;
-	int rc;
-
-	if ((rc = vms_raw__ref(&r, ref, 0)) < 0 || (rc = live_path(&path, ZSR(h), &r)) < 0)
-		return rc;
-	rc = vms_raw__resize_file(path, size);
-	free(path);
-	return rc;
+	return vms_be__disk_resize(h, ref, size, zfs_disk_path);
 }
 
 /* ---- snapshots ------------------------------------------------------------ */
@@ -884,10 +871,8 @@ static int zfs_snapshot_create(char **out_refs, vms_sr_handle *h, const char *vm
 
 	for (size_t i = 0; i < n; i++)
 		out_refs[i] = NULL;
-	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 ||
-	    (rc = vms_raw__check_key("snapshot key", snap_key)) < 0 ||
-	    (rc = vms_raw__check_refs(vm_key, refs, n, 0)) < 0 || (rc = ds_name(snapds, sr, vm_key, snap_key)) < 0 ||
-	    (rc = ensure_vm(sr, vm_key)) < 0)
+	if ((rc = vms_be__check_snapshot(vm_key, snap_key, refs, n, 0)) < 0 ||
+	    (rc = ds_name(snapds, sr, vm_key, snap_key)) < 0 || (rc = ensure_vm(sr, vm_key)) < 0)
 		return rc;
 	/* Everything written through other handles reaches ZFS before the
 	 * snapshot (the caller has held writes). */
@@ -924,64 +909,56 @@ done:
 	return rc;
 }
 
-static int zfs_snapshot_delete(vms_sr_handle *h, const char *vm_key, const char *snap_key,
-                               const char *const *snap_refs, size_t n)
-{
-	zfs_sr *sr = ZSR(h);
-	char snapds[ZFS_NAME_MAX];
-	int rc, clones;
-
-	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 ||
-	    (rc = vms_raw__check_key("snapshot key", snap_key)) < 0 ||
-	    (rc = vms_raw__check_refs(vm_key, snap_refs, n, 1)) < 0 || (rc = ds_name(snapds, sr, vm_key, snap_key)) < 0)
-		return rc;
-	if ((rc = view_drop(sr, vm_key, snap_key, 0)) < 0)
-		return rc;
-	if ((rc = zexists(snapds)) < 0)
-		return rc;
-	if (rc == 0)            /* already gone: ZFS reclaimed a deferred snapshot */
-		return gc_vm(sr, vm_key);
-	if ((clones = has_clones(sr, snapds)) < 0)
-		return clones;
-	/* With clones: deferred destroy, ZFS destroys it with its last clone. */
-	if ((rc = zdestroy(snapds, clones)) < 0)
-		return rc;
-	return clones ? 0 : gc_vm(sr, vm_key);
-}
-
 /*
- * The catalog marked the snapshot isDeleted because clones depend on it:
- * mirror that in ZFS with `zfs destroy -d` (defer_destroy=on), so that ZFS
- * destroys it itself when its last clone dataset goes.  Only when ZFS has a
- * clone of it: a clone made by copying (several source snapshots, or into
- * an existing VM) does not depend on it in ZFS, and `destroy -d` would then
- * destroy it at once under a catalog row that still names it; it is kept
- * until the catalog reclaims it.  Gone already: done (a repeat after ZFS
- * destroyed it).  Idle views go first; an open one is one more clone for
- * ZFS, which destroys the snapshot after it.
+ * Delete a VM snapshot (defer 0), or mirror the catalog's isDeleted (defer
+ * 1, snapshot_defer_delete).
+ *
+ * Delete: idle views go first (BUSY while one is open); already gone is done
+ * (ZFS destroyed a deferred snapshot with its last clone) and the VM
+ * dataset is destroyed once empty; a snapshot that still has ZFS clones is
+ * destroyed deferred (`zfs destroy -d`).
+ *
+ * Defer: the catalog marked it isDeleted because clones depend on it:
+ * `zfs destroy -d` (defer_destroy=on), so that ZFS destroys it itself when
+ * its last clone dataset goes.  Only when ZFS has a clone of it: a clone
+ * made by copying (several source snapshots, or into an existing VM) does
+ * not depend on it in ZFS, and `destroy -d` would then destroy it at once
+ * under a catalog row that still names it; it is kept until the catalog
+ * reclaims it.  Gone already: done.  Idle views go first; an open one is
+ * one more clone for ZFS, which destroys the snapshot after it.
  */
-static int zfs_snapshot_defer_delete(vms_sr_handle *h, const char *vm_key, const char *snap_key,
-                                     const char *const *snap_refs, size_t n)
+static int snap_remove(vms_sr_handle *h, const char *vm_key, const char *snap_key, const char *const *snap_refs,
+                       size_t n, int defer)
 {
 	zfs_sr *sr = ZSR(h);
 	char snapds[ZFS_NAME_MAX];
 	int rc, clones;
 
-	if ((rc = vms_raw__check_key("VM key", vm_key)) < 0 ||
-	    (rc = vms_raw__check_key("snapshot key", snap_key)) < 0 ||
-	    (rc = vms_raw__check_refs(vm_key, snap_refs, n, 1)) < 0 || (rc = ds_name(snapds, sr, vm_key, snap_key)) < 0)
+	if ((rc = vms_be__check_snapshot(vm_key, snap_key, snap_refs, n, 1)) < 0 ||
+	    (rc = ds_name(snapds, sr, vm_key, snap_key)) < 0 || (rc = view_drop(sr, vm_key, snap_key, defer)) < 0 ||
+	    (rc = zexists(snapds)) < 0)
 		return rc;
-	if ((rc = zexists(snapds)) <= 0)
-		return rc;
-	if ((rc = view_drop(sr, vm_key, snap_key, 1)) < 0)
-		return rc;
-	if ((clones = has_clones(sr, snapds)) <= 0)
+	if (rc == 0)
+		return defer ? 0 : gc_vm(sr, vm_key);
+	if ((clones = has_clones(sr, snapds)) < 0 || (defer && !clones))
 		return clones;
-	if ((rc = zdestroy(snapds, 1)) == VMS_ENOTFOUND) {
+	if ((rc = zdestroy(snapds, clones)) == VMS_ENOTFOUND && defer) {
 		vms_error_clear();       /* its last clone went meanwhile */
 		rc = 0;
 	}
-	return rc;
+	return rc < 0 || clones ? rc : gc_vm(sr, vm_key);
+}
+
+static int zfs_snapshot_delete(vms_sr_handle *h, const char *vm_key, const char *snap_key,
+                               const char *const *snap_refs, size_t n)
+{
+	return snap_remove(h, vm_key, snap_key, snap_refs, n, 0);
+}
+
+static int zfs_snapshot_defer_delete(vms_sr_handle *h, const char *vm_key, const char *snap_key,
+                                     const char *const *snap_refs, size_t n)
+{
+	return snap_remove(h, vm_key, snap_key, snap_refs, n, 1);
 }
 
 /* Copy the file of snapshot disk `snap` (via a view) over `dst`. */
