@@ -1,7 +1,8 @@
 #!/bin/bash
 # Access control of vmsnapd and the control protocol (issue 6, item 6):
 #   - the home is 0700; control.sock and nbd.sock are created 0600 (owner
-#     only) whatever the umask, 0660 with the group asked for;
+#     only) whatever the umask, 0660 with the group asked for; the catalog
+#     (catalog.db, -wal, -shm), control.lock and native pool files are 0600;
 #   - TCP is off unless --listen is given; `--listen PORT` binds loopback
 #     only; an explicit address is honoured;
 #   - NBD export names that try a path (traversal, absolute, NUL, shell
@@ -79,9 +80,27 @@ t_begin "the SR directory and pool file are not accessible by others"
 ctl "{\"op\":\"sr.create\",\"args\":{\"name\":\"sr1\",\"type\":\"native\",\"location\":\"$T/sr1\",\"size\":\"64M\"}}" >"$T/o" 2>&1
 ctl '{"op":"vm.create","args":{"name":"vm1","sr":"sr1","disks":[{"name":"root","size":"4M"}]}}' >>"$T/o" 2>&1
 ctl '{"op":"snapshot.create","args":{"vm":"vm1","name":"s1"}}' >>"$T/o" 2>&1
-# (the catalog files in the home are 0644 but only reachable through the 0700 home)
 bad=$(find "$T/sr1" -perm /o+rw -printf '%m %p\n' 2>/dev/null || true)
 [ -f "$T/sr1/pool.vms" ] && [ -z "$bad" ] && t_ok || t_fail "world-accessible: $bad / $(cat "$T/o")"
+
+t_begin "under umask 000: the native pool file is 0600"
+got=$(mode_of "$T/sr1/pool.vms" 2>&1)
+[ "$got" = 600 ] && t_ok || t_fail "pool.vms: $got"
+
+t_begin "under umask 000: catalog.db, its -wal and -shm and control.lock are 0600 (daemon)"
+got=""
+for f in catalog.db catalog.db-wal catalog.db-shm control.lock; do
+  got="$got $f=$(mode_of "$HOME_DIR/$f" 2>&1)"
+done
+[ "$got" = " catalog.db=600 catalog.db-wal=600 catalog.db-shm=600 control.lock=600" ] && t_ok || t_fail "$got"
+
+t_begin "under umask 000: the CLI makes a new home 0700 and its catalog files 0600"
+(umask 000; "$VMSNAP" --home "$T/home2" --no-daemon vm list >"$T/cli.out" 2>&1)
+got="home2=$(mode_of "$T/home2" 2>&1)"
+for f in "$T"/home2/*; do got="$got ${f##*/}=$(mode_of "$f")"; done
+bad=$(find "$T/home2" -perm /go+rwx -printf '%m %p\n' 2>/dev/null || true)
+[ -f "$T/home2/catalog.db" ] && [ "$(mode_of "$T/home2")" = 700 ] && [ -z "$bad" ] && t_ok ||
+  t_fail "$got / $bad / $(cat "$T/cli.out")"
 
 t_begin "no TCP listener without --listen"
 l=$(tcp_listeners "$DPID")

@@ -18,10 +18,12 @@
  * carries PRAGMA application_id 'vmsn' so that another SQLite file is not
  * mistaken for a catalog.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 #include "vmsnap/catalog.h"
@@ -272,6 +274,16 @@ int vms_catalog_open(vms_catalog **out, const char *path)
 	if (!cat || !(cat->path = strdup(path))) {
 		free(cat);
 		return vms_error_set(VMS_ENOMEM, "out of memory");
+	}
+	/* The catalog names every object and path: owner only.  SQLite would
+	 * create it 0644, and it gives the -wal and -shm files the mode of the
+	 * database file, so creating that file 0600 first covers all three.
+	 * (An existing file keeps its mode; a failure here is SQLite's to
+	 * report.) */
+	if (path[0] && strcmp(path, ":memory:") != 0 && strncmp(path, "file:", 5) != 0) {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
 	}
 	int src = sqlite3_open_v2(path, &cat->db,
 	                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
