@@ -63,6 +63,11 @@ int vms_control_exec(char **out, vms_control *ctl, const char *request);
 int vms_control_disk_open(vms_disk **out_disk, const vms_backend **out_be, char **out_vdi_uuid,
                           vms_control *ctl, const char *export_name, unsigned flags);
 
+/* The uuids of a VM's attached disks (the export keys of its read-write
+ * exports), malloc'd; free with vms_cat_strv_free().  Used by a server to
+ * quiesce only the disks of the VM being snapshotted. */
+int vms_control_vm_disk_uuids(char ***out, size_t *n, vms_control *ctl, const char *vm_uuid);
+
 /* Every export name currently available, as a JSON array of objects
  * {"name":..,"description":..,"size":..,"readonly":bool} (malloc'd). */
 int vms_control_list_exports(char **out_json, vms_control *ctl);

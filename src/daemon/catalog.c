@@ -6,10 +6,11 @@
  *
  * Hooks (docs/control.md), all called by vms_control_exec() with the
  * control lock held:
- *  - quiesce(vm, hold): holds new writes to every writable export and
- *    drains the in-flight ones around a snapshot.  Every writable export,
- *    not only the VM's: the export layer knows disks (VDI uuids), not VMs,
- *    and the hold lasts as long as the backend's snapshot call.
+ *  - quiesce(vm, hold): holds new writes to the VM's writable exports
+ *    (its attached disks, by VDI uuid) and drains the in-flight ones around
+ *    a snapshot; other VMs' disks keep going.  The hold lasts as long as
+ *    the backend's snapshot call.  If the VM's disks cannot be listed, every
+ *    writable export is held instead (safe, only broader).
  *  - disk_in_use(vdi): clients holding the disk open for writing.
  *  - disk_changed(vdi): holds and drains all I/O of the disk's exports;
  *    after the request, outside the control lock, they are reopened (or
@@ -23,6 +24,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "vmsnap/catalog.h"
 #include "vmsnap/control.h"
 #include "vmsnap/error.h"
 #include "vmsnap/json.h"
@@ -30,6 +32,10 @@
 struct vmsd_catalog {
 	struct vmsd_daemon *d;
 	vms_control *ctl;
+	/* the exports a quiesce holds, kept until it is released (control_lock) */
+	char **held;
+	size_t nheld;
+	int held_all;
 };
 
 int vmsd_catalog_open(vmsd_catalog **out, struct vmsd_daemon *d, const char *home)
@@ -57,6 +63,7 @@ void vmsd_catalog_close(vmsd_catalog *cat)
 	if (!cat)
 		return;
 	vms_control_close(cat->ctl);
+	vms_cat_strv_free(cat->held, cat->nheld);
 	free(cat);
 }
 
@@ -115,8 +122,29 @@ vmsd_source vmsd_catalog_source(vmsd_catalog *cat)
 static int hook_quiesce(void *ctx, const char *vm_uuid, int hold)
 {
 	vmsd_catalog *cat = ctx;
-	vmsd_debug("quiesce %s: %s writes", vm_uuid, hold ? "holding" : "releasing");
-	return vmsd_exports_quiesce(cat->d->xs, NULL, 0, hold);
+	int rc;
+	if (hold) {
+		vms_cat_strv_free(cat->held, cat->nheld);
+		cat->held = NULL;
+		cat->nheld = 0;
+		cat->held_all = vms_control_vm_disk_uuids(&cat->held, &cat->nheld, cat->ctl, vm_uuid) < 0;
+		if (cat->held_all)
+			vmsd_warn("quiesce %s: cannot list its disks (%s); holding every writable export",
+			          vm_uuid, vms_error_last());
+	}
+	rc = cat->held_all ? vmsd_exports_quiesce(cat->d->xs, NULL, 0, hold)
+	                   : vmsd_exports_quiesce(cat->d->xs, (const char *const *)cat->held, cat->nheld, hold);
+	vmsd_debug("quiesce %s: %s writes of %d open export(s)%s", vm_uuid, hold ? "held" : "released",
+	           rc, cat->held_all ? " (every writable export)" : "");
+	if (rc > 0)
+		rc = 0;
+	if (!hold) {
+		vms_cat_strv_free(cat->held, cat->nheld);
+		cat->held = NULL;
+		cat->nheld = 0;
+		cat->held_all = 0;
+	}
+	return rc;
 }
 
 static int hook_in_use(void *ctx, const char *vdi_uuid)

@@ -312,10 +312,12 @@ static int key_matches(const struct vmsd_export *e, const char *const *keys, siz
 
 int vmsd_exports_quiesce(vmsd_exports *xs, const char *const *keys, size_t nkeys, int hold)
 {
+	int n = 0;
 	pthread_mutex_lock(&xs->lock);
 	for (struct vmsd_export *e = xs->head; e; e = e->next) {
 		if (e->info.readonly || !key_matches(e, keys, nkeys))
 			continue;
+		n++;
 		pthread_mutex_lock(&e->lock);
 		if (hold) {
 			e->hold_writes++;
@@ -328,7 +330,7 @@ int vmsd_exports_quiesce(vmsd_exports *xs, const char *const *keys, size_t nkeys
 		pthread_mutex_unlock(&e->lock);
 	}
 	pthread_mutex_unlock(&xs->lock);
-	return 0;
+	return n;
 }
 
 int vmsd_exports_writers(vmsd_exports *xs, const char *key)

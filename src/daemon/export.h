@@ -88,7 +88,8 @@ int vmsd_exports_list(vms_json **out, vmsd_exports *xs);
 
 /* ---- control hooks (see vms_control_hooks) ---- */
 /* hold=1: hold new writes to the exports of `keys` (NULL: every writable
- * export) and wait until in-flight writes have drained; hold=0 undoes. */
+ * export) and wait until in-flight writes have drained; hold=0 undoes.
+ * Returns the number of open writable exports it held (or released). */
 int vmsd_exports_quiesce(vmsd_exports *xs, const char *const *keys, size_t nkeys, int hold);
 /* Number of clients holding disk `key` open for writing. */
 int vmsd_exports_writers(vmsd_exports *xs, const char *key);

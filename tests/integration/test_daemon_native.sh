@@ -92,13 +92,31 @@ python3 "$CHECK" expect "$SOCK" "vm1/root@live" $((1 << 20)) $((3 << 20)) 0xa1 >
   python3 "$CHECK" expect "$SOCK" "vm1/data@live" 0 $((4 << 20)) 0xd1 >/dev/null 2>&1 && t_ok || t_fail
 
 t_begin "daemon.status lists the open exports and clients"
-python3 "$CHECK" hold "$SOCK" vm1/root 30 >"$T/hold.out" 2>&1 &
+python3 "$CHECK" hold "$SOCK" vm1/root 300 >"$T/hold.out" 2>&1 &
 HOLD=$!
 on_exit "kill $HOLD 2>/dev/null"
 for _ in $(seq 50); do grep -q connected "$T/hold.out" 2>/dev/null && break; sleep 0.1; done
 st=$(ctl '{"op":"daemon.status"}')
 got=$(json_get "$st" '"%d %s" % (j["result"]["clients"], [e["writers"] for e in j["result"]["exports"] if e["name"] == "vm1/root"])' 2>&1)
 [ "$got" = "1 [1]" ] && t_ok || t_fail "$got: $st"
+
+# A snapshot holds the writes of its own VM's disks only: with vm1/root
+# and vm2/disk both open for writing, a snapshot of vm2 holds one export.
+t_begin "a live snapshot holds only its VM's disks"
+o=$(ctl '{"op":"vm.create","args":{"name":"vm2","sr":"sr1","disks":[{"name":"disk","size":"16M"}]}}')
+vm2=$(json_get "$o" 'j["result"]["uuid"]' 2>/dev/null)
+python3 "$CHECK" hold "$SOCK" vm2/disk 30 >"$T/hold-vm2.out" 2>&1 &
+HOLD2=$!
+on_exit "kill $HOLD2 2>/dev/null"
+for _ in $(seq 50); do grep -q connected "$T/hold-vm2.out" 2>/dev/null && break; sleep 0.1; done
+out=$(ctl '{"op":"snapshot.create","args":{"vm":"vm2","name":"q1"}}')
+if ok_result "$out" && [ -n "$vm2" ] && grep -q "quiesce $vm2: held writes of 1 open export(s)$" "$LOG"; then
+  t_ok
+else
+  t_fail "$out; vm2=$vm2; log: $(grep quiesce "$LOG" | tail -2)"
+fi
+kill "$HOLD2" 2>/dev/null; wait "$HOLD2" 2>/dev/null
+ctl '{"op":"vm.delete","args":{"vm":"vm2","recursive":true}}' >/dev/null
 
 t_begin "rollback while a client has the disk open for writing: BUSY"
 out=$(ctl '{"op":"vm.rollback","args":{"vm":"vm1","snapshot":"s1"}}')

@@ -204,3 +204,37 @@ int ctl_op_export_list(vms_json **out, ctl_req *r)
 	*out = o;
 	return 0;
 }
+
+int vms_control_vm_disk_uuids(char ***out, size_t *n, vms_control *ctl, const char *vm_uuid)
+{
+	vms_cat_vdi *v = NULL;
+	size_t nv = 0, i = 0;
+	char **keys = NULL;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!vm_uuid)
+		return vms_error_set(VMS_EINVAL, "no VM given");
+	if ((rc = vms_cat_vdi_list(&v, &nv, ctl->cat, vm_uuid, NULL, 0)) < 0)
+		return rc;
+	if (nv && !(keys = calloc(nv, sizeof *keys))) {
+		rc = vms_error_set(VMS_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (i = 0; i < nv; i++) {
+		if (!(keys[i] = strdup(v[i].uuid))) {
+			rc = vms_error_set(VMS_ENOMEM, "out of memory");
+			goto done;
+		}
+	}
+	*out = keys;
+	*n = nv;
+	keys = NULL;
+	rc = 0;
+done:
+	if (keys)
+		vms_cat_strv_free(keys, i);
+	vms_cat_vdi_list_free(v, nv);
+	return rc;
+}
