@@ -40,7 +40,7 @@ usage: bench/paper.sh [options]
   --extent SIZE         size of each rewrite (default 64k)
   --budget SEC          stop building a system's snapshots once building them
                         (rewrites + snapshot ops, not the measurements) took
-                        SEC s in all (default 150)
+                        SEC s in all (default 600; 0: no limit)
   --mgmt-sizes "LIST"   disk sizes for the management-op sweep (default "256m 1g 4g"; "" skips)
   --seed N              seed for the rewrites and verify pass (default: random, printed)
   --out DIR             results directory (default bench/results/run-<UTC time>)
@@ -59,7 +59,7 @@ RAMP=1
 SIZE=2g
 REWRITE_PCT=1.5
 EXTENT=64k
-BUDGET=150
+BUDGET=600
 MGMT_SIZES="256m 1g 4g"
 SEED=
 OUT=
@@ -209,6 +209,10 @@ serve() { # fn
 # Serve, time the open, run both passes, record memory; then stop serving.
 measure() { # system fn n
   local sys=$1 fn=$2 n=$3 open rss db rd alloc uri
+  if declare -F "${fn}_warm" >/dev/null; then
+    bench_time_op "${fn}_warm" || { check_result "$sys" warm "$n" FAIL "reading the disk into the cache failed"; return 1; }
+    awk -v t="$TIMED_MS" 'BEGIN { exit !(t > 1000) }' && bench_log "$sys N=$n: cache warm-up took $TIMED_MS ms"
+  fi
   serve "$fn" || { check_result "$sys" serve "$n" FAIL "server did not start"; return 1; }
   if bench_probe_open 2>>"$BENCH_LOG"; then
     open=$OPEN_MS
@@ -296,8 +300,51 @@ verify_pass() { # system fn n
   fi
 }
 
+# Build snapshots FROM..TO of the current disk, or fewer once the build
+# budget is spent: with the adapter's batch builder when it has one
+# (<s>_build FROM TO SEED_BASE BUDGET_S: one process for the whole run,
+# printing "N,rewrite_ms,snapshot_ms" per snapshot), else one rewrite and
+# one timed snapshot op at a time.  BUILT_N: the last snapshot built;
+# BUILT_S: seconds spent building so far (rewrites + snapshot ops); BUDGET_LEFT
+# says whether any budget was left.  BUDGET 0: no limit.
+BUILT_S=0
+budget_left() { # -> seconds left (0: spent); "0" budget means unlimited
+  if [ "$1" -eq 0 ]; then echo 1000000; elif [ "$BUILT_S" -lt "$1" ]; then echo $(($1 - BUILT_S)); else echo 0; fi
+}
+build_snapshots() { # system fn from to seed_base budget
+  local sys=$1 fn=$2 from=$3 to=$4 seed=$5 budget=$6 n t0 left rw ms rc=0
+  BUILT_N=$((from - 1))
+  [ "$to" -ge "$from" ] || return 0
+  if declare -F "${fn}_build" >/dev/null; then
+    left=$(budget_left "$budget")
+    [ "$left" -gt 0 ] || return 0
+    t0=$SECONDS
+    "${fn}_build" "$from" "$to" "$seed" "$([ "$budget" -eq 0 ] && echo 0 || echo "$left")" \
+      >"$WORK/build.out" 2>>"$BENCH_LOG" || rc=1
+    BUILT_S=$((BUILT_S + SECONDS - t0))
+    while IFS=, read -r n rw ms; do
+      [[ $n =~ ^[0-9]+$ ]] || continue
+      bench_csv_append "$MGMT" "$MGMT_HDR" "$sys,snapshot,$MGMT_SERIES,$CUR_SIZE,$n,$ms"
+      BUILT_N=$n
+    done <"$WORK/build.out"
+    if [ "$rc" != 0 ]; then
+      check_result "$sys" build "$((BUILT_N + 1))" FAIL "building snapshots $from..$to failed, see $BENCH_LOG"
+      return 1
+    fi
+    return 0
+  fi
+  for ((n = from; n <= to; n++)); do
+    [ "$(budget_left "$budget")" -gt 0 ] || return 0
+    t0=$SECONDS
+    rewrite "$fn" $((seed + n)) || { check_result "$sys" rewrite "$n" FAIL "rewrite failed"; return 1; }
+    timed_op "$sys" "$fn" snapshot "$CUR_SIZE" "$n" "s$n" || return 1
+    BUILT_S=$((BUILT_S + SECONDS - t0))
+    BUILT_N=$n
+  done
+}
+
 run_system() { # system
-  local sys=$1 fn=${1//-/_} maxn n t0 built=0 why d
+  local sys=$1 fn=${1//-/_} maxn n=0 t why d
   if ! why=$("${fn}_check"); then
     if [ "$STRICT" = 1 ]; then
       check_result "$sys" prerequisites - FAIL "$why"
@@ -311,37 +358,36 @@ run_system() { # system
   [ "$maxn" -gt "$NMAX" ] && maxn=$NMAX
   d=$WORK/$sys
   CUR_SIZE=$SIZE_B
+  BUILT_S=0
   bench_log "$sys: $("${fn}_label"), building up to N=$maxn"
   bench_on_exit "${fn}_teardown"
   "${fn}_setup" "$d" "$SIZE_B" || { check_result "$sys" setup 0 FAIL "setup failed"; return 1; }
   serve_and "$fn" fill || { check_result "$sys" fill 0 FAIL "filling the disk failed"; "${fn}_teardown"; return 1; }
   # The budget counts the time spent building snapshots (rewrite +
   # snapshot), not the measurements at each N.
-  for ((n = 0; n <= maxn; n++)); do
-    if [ "$n" -gt 0 ]; then
-      t0=$SECONDS
-      rewrite "$fn" $((SEED * 1000 + n)) || { check_result "$sys" rewrite "$n" FAIL "rewrite failed"; break; }
-      timed_op "$sys" "$fn" snapshot "$SIZE_B" "$n" "s$n" || break
-      built=$((built + SECONDS - t0))
-    fi
-    if [[ " $NLIST " == *" $n "* ]]; then
-      measure "$sys" "$fn" "$n" || break
-      if [ "$n" -gt 0 ]; then
-        # Drop the load's writes so every snapshot differs from the last by
-        # the rewrite alone; then delete the newest snapshot and take it again
-        # (same content), which times delete and create at this N.
-        timed_op "$sys" "$fn" rollback "$SIZE_B" "$n" "s$n" || break
-        timed_op "$sys" "$fn" delete-newest "$SIZE_B" "$n" "s$n" || break
-        timed_op "$sys" "$fn" snapshot "$SIZE_B" "$n" "s$n" || break
+  # n: the largest N built so far (measured unless the budget stopped it)
+  for t in $NLIST; do
+    [ "$t" -le "$maxn" ] || break
+    if [ "$t" -gt "$n" ]; then
+      build_snapshots "$sys" "$fn" $((n + 1)) "$t" $((SEED * 1000)) "$BUDGET" || { n=$BUILT_N; break; }
+      n=$BUILT_N
+      if [ "$n" -lt "$t" ]; then
+        bench_log "$sys: build budget of ${BUDGET}s spent at N=$n; larger N not measured"
+        bench_csv_append "$CHECKS" "$CHECKS_HDR" "$sys,budget,$n,stopped,build budget ${BUDGET}s spent"
+        break
       fi
     fi
-    if [ "$built" -gt "$BUDGET" ] && [ "$n" -lt "$maxn" ]; then
-      bench_log "$sys: build budget of ${BUDGET}s spent at N=$n; larger N not measured"
-      bench_csv_append "$CHECKS" "$CHECKS_HDR" "$sys,budget,$n,stopped,build budget ${BUDGET}s spent"
-      break
+    measure "$sys" "$fn" "$n" || break
+    if [ "$n" -gt 0 ]; then
+      # Drop the load's writes so every snapshot differs from the last by
+      # the rewrite alone; then delete the newest snapshot and take it again
+      # (same content), which times delete and create at this N.
+      timed_op "$sys" "$fn" rollback "$SIZE_B" "$n" "s$n" || break
+      timed_op "$sys" "$fn" delete-newest "$SIZE_B" "$n" "s$n" || break
+      timed_op "$sys" "$fn" snapshot "$SIZE_B" "$n" "s$n" || break
     fi
   done
-  n=$([ "$n" -gt "$maxn" ] && echo "$maxn" || echo "$n")
+  bench_log "$sys: built N=$n in ${BUILT_S}s"
   verify_pass "$sys" "$fn" "$n"
   if [ "$n" -ge 3 ]; then
     # Retention deletes the oldest snapshot; a user cleaning up, any.
@@ -362,11 +408,9 @@ mgmt_sweep() { # system
     bench_log "$sys: management ops on a $sz disk"
     "${fn}_setup" "$d" "$b" || { check_result "$sys" setup-size "$sz" FAIL "setup failed"; continue; }
     if serve_and "$fn" fill; then
-      for n in 1 2 3; do
-        rewrite "$fn" $((SEED * 1000 + 900 + n)) || { check_result "$sys" rewrite-size "$sz" FAIL "rewrite failed"; break; }
-        timed_op "$sys" "$fn" snapshot "$b" "$n" "s$n" || break
-      done
-      timed_op "$sys" "$fn" rollback "$b" 3 s3 &&
+      build_snapshots "$sys" "$fn" 1 3 $((SEED * 1000 + 900)) 0 &&
+        [ "$BUILT_N" = 3 ] &&
+        timed_op "$sys" "$fn" rollback "$b" 3 s3 &&
         timed_op "$sys" "$fn" delete-middle "$b" 3 s2 &&
         timed_op "$sys" "$fn" delete-oldest "$b" 2 s1 || true
     else

@@ -23,6 +23,13 @@
 #                             without it the harness serves the disk and
 #                             writes with fio
 #   <s>_ops_begin             untimed preparation before a snapshot op
+#   <s>_warm                  untimed, before each measurement: bring the
+#                             disk's data back into the page cache where a
+#                             snapshot op dropped it (vmsnap zfs: rollback)
+#   <s>_build FROM TO SEED_BASE BUDGET_S
+#                             build snapshots FROM..TO (each after a rewrite)
+#                             in one process; print "N,rewrite_ms,snapshot_ms"
+#                             per snapshot; stop after BUDGET_S s (0: never)
 # Snapshot operations are called while the disk is not being served; each
 # adapter takes snapshots the way its users do offline (qemu-img), which is
 # also the fastest way each peer offers.

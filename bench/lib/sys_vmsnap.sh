@@ -118,9 +118,53 @@ vs_rewrite() { # seed
   bench_rewrite "$(bench_nbd_uri "$SOCK" vm1/root)" "$CUR_SIZE" "$REWRITE_PCT" "$EXTENT_B" "$1" \
     "$WORK/rewrite.json" >/dev/null
 }
+# Build snapshots FROM..TO in one process (bench/lib/vsbuild.py): each one
+# a rewrite through the daemon's NBD export, then snapshot.create through
+# its control socket, as a user's script or a management tool would do it,
+# without starting a fio and a CLI process per snapshot.  Prints
+# "N,rewrite_ms,snapshot_ms" for every snapshot taken; stops once BUDGET_S
+# seconds were spent (after the snapshot in progress).
+vs_build() { # from to seed_base budget_s
+  vs_daemon_up || return 1
+  "$BENCH_PY" "$BENCH_DIR/lib/vsbuild.py" --nbd-socket "$SOCK" --export vm1/root \
+    --control-socket "$VS_HOME/control.sock" --vm vm1 --pct "$REWRITE_PCT" --extent "$EXTENT_B" \
+    --seed-base "$3" --from "$1" --to "$2" --budget-s "$4"
+}
 vs_snapshot() { vs_cli snapshot create vm1 "$1"; }
 vs_rollback() { vs_cli vm rollback vm1 "$1"; }
 vs_delete() { vs_cli snapshot delete "vm1@$1"; }
+# The live disk file of a zfs SR, in the VM's dataset mount (views of
+# snapshots are mounted beside it as <vm>.view.<snap>).
+vs_zfs_disk_file() {
+  local f
+  for f in "$VS_DIR"/zmnt/sr/*/*.raw; do
+    case $f in *.view.*) continue ;; esac
+    [ -f "$f" ] && { echo "$f"; return 0; }
+  done
+  return 1
+}
+# Before a measurement: zfs-fuse drops the kernel page cache of a dataset's
+# files when it is rolled back (zfs rollback), and its own ARC (100 MiB in
+# Debian's /etc/zfs/zfsrc) cannot hold the disk: every 2 KiB read then costs
+# a 128 KiB record read, checksum and decompression in zfs-fuse, ~1k IOPS
+# (docs/bench-paper.md, "vmsnap zfs and the page cache").  Every other system
+# is measured with its data in the page cache, so the zfs SR's disk file is
+# read once sequentially (4 readers) when less than 95% of it is cached.
+vs_warm() {
+  [ "$VS_TYPE" = zfs ] || return 0
+  local f size res i q pids=()
+  f=$(vs_zfs_disk_file) || return 1
+  size=$(stat -c %s "$f") || return 1
+  res=$(fincore -n -b -o RES "$f" 2>/dev/null) || res=0
+  [ $((res * 100)) -lt $((size * 95)) ] || return 0
+  q=$(( (size + 4 * 1048576 - 1) / (4 * 1048576) ))   # MiB per reader
+  for i in 0 1 2 3; do
+    dd if="$f" of=/dev/null bs=1M skip=$((i * q)) count="$q" status=none &
+    pids+=($!)
+  done
+  wait "${pids[@]}"   # only these: servers run in the background too
+  bench_log "zfs: disk file was $((res * 100 / size))% in the page cache; read it in (now $(($(fincore -n -b -o RES "$f" 2>/dev/null || echo 0) * 100 / size))%)"
+}
 vs_alloc() {
   case $VS_TYPE in
     native) bench_alloc_bytes "$VS_DIR/sr" ;;
@@ -169,9 +213,11 @@ vmsnap_${_t}_unserve() { vs_unserve; }
 vmsnap_${_t}_rewrite() { vs_rewrite \"\$@\"; }
 vmsnap_${_t}_ops_begin() { vs_daemon_up; }
 vmsnap_${_t}_snapshot() { vs_snapshot \"\$@\"; }
+vmsnap_${_t}_build() { vs_build \"\$@\"; }
 vmsnap_${_t}_rollback() { vs_rollback \"\$@\"; }
 vmsnap_${_t}_delete() { vs_delete \"\$@\"; }
 vmsnap_${_t}_alloc() { vs_alloc; }
+vmsnap_${_t}_warm() { vs_warm; }
 vmsnap_${_t}_teardown() { vs_teardown; }"
 done
 unset _t
