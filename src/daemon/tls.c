@@ -213,6 +213,16 @@ done:
 	return rc;
 }
 
+/* A client-chosen name made fit for a log line: printable ASCII only,
+ * at most 64 bytes shown. */
+static void printable(char *out, size_t size, const unsigned char *in, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len && i < 64 && n + 1 < size; i++)
+		out[n++] = in[i] >= 0x20 && in[i] < 0x7f ? (char)in[i] : '?';
+	out[n] = '\0';
+}
+
 /* GnuTLS asks for the key of `username` (server side of a PSK handshake). */
 static int psk_lookup(gnutls_session_t session, const gnutls_datum_t *username, gnutls_datum_t *key)
 {
@@ -228,8 +238,9 @@ static int psk_lookup(gnutls_session_t session, const gnutls_datum_t *username, 
 		key->size = (unsigned)k->len;
 		return 0;
 	}
-	vmsd_info("TLS: PSK user '%.*s' is not in the key file", (int)(username->size > 64 ? 64 : username->size),
-	          (const char *)username->data);
+	char name[72];
+	printable(name, sizeof name, username->data, username->size);
+	vmsd_info("TLS: PSK user '%s' is not in the key file", name);
 	return -1;
 }
 
@@ -383,9 +394,11 @@ static void describe_session(vmsd_tls_session *s, const vmsd_tls *t)
 		return;
 	if (t->psk) {
 		gnutls_datum_t user = {NULL, 0};
-		if (gnutls_psk_server_get_username2(g, &user) == 0 && user.data)
-			snprintf(s->desc + n, sizeof s->desc - (size_t)n, ", PSK user %.*s",
-			         (int)(user.size > 255 ? 255 : user.size), (const char *)user.data);
+		char name[72];
+		if (gnutls_psk_server_get_username2(g, &user) == 0 && user.data) {
+			printable(name, sizeof name, user.data, user.size);
+			snprintf(s->desc + n, sizeof s->desc - (size_t)n, ", PSK user %s", name);
+		}
 		return;
 	}
 	unsigned nc = 0;
