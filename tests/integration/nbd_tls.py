@@ -20,7 +20,9 @@ ca-cert.pem, client-cert.pem and client-key.pem.  The checks follow the
   refused: the client's certificate (CERTDIR) must not be accepted: the
     TLS handshake fails or the server ends the session before answering
     an option (Python's ssl sends the certificate whatever CAs the server
-    names, where GnuTLS clients would send none).
+    names, where GnuTLS clients would send none);
+  hold: upgrade, GO, print "connected" and keep the connection open until
+    stdin closes (for daemon.status).
 And, in every mode, the description NBD_OPT_INFO gives an export is the
 one NBD_OPT_LIST gives it.
 
@@ -184,6 +186,17 @@ def request(s, cmd, handle, offset, length, data=b""):
 
 def main():
     mode, host, port, export, certdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+
+    if mode == "hold":
+        s = connect(host, port)
+        final(s, OPT_STARTTLS)
+        t = start_tls(s, certdir)
+        typ, _ = go(t, export)
+        print("connected" if typ == REP_ACK else "GO failed: %#x" % typ, flush=True)
+        sys.stdin.read()
+        request(t, CMD_DISC, 1, 0, 0)
+        t.close()
+        return
 
     if mode == "refused":
         s = connect(host, port)

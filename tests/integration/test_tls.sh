@@ -187,6 +187,18 @@ out=$(nbdinfo "nbds+unix:///vm/disk?socket=$HOME_DIR/nbd.sock&tls-certificates=$
 grep -q 'with TLS' <<<"$out" && t_ok || t_fail "$out"
 
 run_proto require
+
+t_begin "daemon.status shows a TLS connection as such"
+mkfifo "$T/hold.in"
+python3 "$PROTO" hold 127.0.0.1 "$PORT" vm/disk "$PKI" <"$T/hold.in" >"$T/hold.out" 2>&1 &
+HOLD=$!
+exec 8>"$T/hold.in"  # the holder runs until this closes
+for _ in $(seq 100); do grep -q connected "$T/hold.out" 2>/dev/null && break; sleep 0.1; done
+st=$(python3 "$TOP/tests/integration/nbd_ctl.py" "$HOME_DIR/control.sock" '{"op":"daemon.status"}' 2>&1)
+got=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print([(c["phase"], c["tls"]) for c in j["result"]["connections"]])' "$st" 2>&1)
+exec 8>&-
+wait "$HOLD"
+[ "$got" = "[('transmission', True)]" ] && t_ok || t_fail "$got; $(cat "$T/hold.out")"
 stop_daemon
 
 # ---- --tls on: both kinds of clients ------------------------------------------------------
