@@ -479,4 +479,45 @@ TEST(repair_refused_while_shared)
 	env_close(e);
 }
 
+/* The disks of a VM the catalog does not know go together: noted ones (an
+ * interrupted vm create) are removed, others adopted as one VM. */
+TEST(unknown_vm_disks_go_together)
+{
+	env ev, *e = &ev;
+	REQUIRE(env_open(e) == 0);
+	vms_sr_handle *h = sr_alone(e);
+	REQUIRE(h);
+	const char *vk = "0a1b2c3d-0000-4000-8000-0000000000a1", *nk = "0a1b2c3d-0000-4000-8000-0000000000b1";
+	const char *d1 = "0a1b2c3d-0000-4000-8000-0000000000a2", *d2 = "0a1b2c3d-0000-4000-8000-0000000000a3";
+	const char *n1 = "0a1b2c3d-0000-4000-8000-0000000000b2", *n2 = "0a1b2c3d-0000-4000-8000-0000000000b3";
+	char *r[4] = {orphan_disk(h, vk, d1, 21), orphan_disk(h, vk, d2, 22), orphan_disk(h, nk, n1, 23),
+	              orphan_disk(h, nk, n2, 24)};
+	for (int i = 0; i < 4; i++) {
+		CHECK(r[i] != NULL);
+		free(r[i]);
+	}
+	REQUIRE(reopen(e, h) == 0);
+	REQUIRE(note(e, "vdi", n1) == 0 && note(e, "vdi", n2) == 0);
+	ck c = check(e, "");
+	CHECK(!c.ok && c.orphans == 2 && c.problems == 1);
+	CHECK(vms_json_array_len(jget(c.j, "result.srs.0.orphans.0.refs")) == 2);
+	vms_json_free(c.j);
+	c = check(e, "\"repair\":true");
+	CHECK(c.ok && c.repairs == 4);   /* adopted, removed, two notes settled */
+	CHECK(repaired(&c, "adopted orphan 2 disks of VM key") && repaired(&c, "removed orphan 2 disks"));
+	vms_json_free(c.j);
+	vms_json *j = ok(e, "{\"op\":\"vm.list\"}");
+	CHECK(vms_json_array_len(jget(j, "result.vms")) == 2);
+	char lf[80];
+	snprintf(lf, sizeof(lf), "%s", jstr(j, "result.vms.0.name"));
+	if (strcmp(lf, "vm1") == 0)
+		snprintf(lf, sizeof(lf), "%s", jstr(j, "result.vms.1.name"));
+	vms_json_free(j);
+	char a[160], b[160];
+	snprintf(a, sizeof(a), "%s/0a1b2c3d_0000_4000_8000_0000000000a2", lf);
+	snprintf(b, sizeof(b), "%s/0a1b2c3d_0000_4000_8000_0000000000a3", lf);
+	CHECK(has_pattern(e, a, 4096, 21) && has_pattern(e, b, 4096, 22));
+	env_close(e);
+}
+
 TEST_MAIN()

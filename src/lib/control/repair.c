@@ -135,7 +135,7 @@ typedef struct rp {
 	vms_sr_handle *h;
 	vms_json *root, *deep;                 /* enumerate results */
 	strset disks, snapdisks, snaps;        /* the backend's */
-	strset cdisks, csnapdisks, csnaps;     /* the catalog's (every row) */
+	strset cdisks, csnapdisks, csnaps, cvms;   /* the catalog's (every row) */
 	vms_cat_orphan *notes;
 	size_t nnotes;
 	group *g;
@@ -168,6 +168,7 @@ static void rp_clear(rp *p)
 	ss_free(&p->cdisks);
 	ss_free(&p->csnapdisks);
 	ss_free(&p->csnaps);
+	ss_free(&p->cvms);
 	free(p->notes);
 	for (size_t i = 0; i < p->ng; i++)
 		group_free(&p->g[i]);
@@ -409,7 +410,8 @@ static int load_catalog(rp *p)
 	for (size_t i = 0; i < nvm && rc == 0; i++) {
 		vms_cat_snapshot *s = NULL;
 		size_t ns = 0;
-		if ((rc = vms_cat_snapshot_list(&s, &ns, p->ctl->cat, vms[i].uuid, 1)) < 0)
+		if ((rc = ss_add(&p->cvms, vms[i].uuid, NULL)) < 0 ||
+		    (rc = vms_cat_snapshot_list(&s, &ns, p->ctl->cat, vms[i].uuid, 1)) < 0)
 			break;
 		for (size_t j = 0; j < ns && rc == 0; j++)
 			if ((rc = ss_add(&p->csnaps, vms[i].uuid, s[j].uuid)) == 0)
@@ -443,9 +445,18 @@ static int find_orphans(rp *p)
 		if (!kind)
 			continue;
 		if (strcmp(kind, "disk") == 0 && ref && !ss_has(&p->cdisks, ref, NULL)) {
-			if (!(g = group_new(p, vm ? "disk" : "volume", vm, NULL, name)))
+			/* the disks of a VM the catalog does not know go together
+			 * (an interrupted vm create or clone; adopted as one VM) */
+			int first = 1;
+			if (vm && !ss_has(&p->cvms, vm, NULL))
+				for (size_t k = 0; k < p->ng && !g; k++)
+					if (!strcmp(p->g[k].kind, "disk") && !strcmp(p->g[k].vm, vm))
+						g = &p->g[k];
+			if (g)
+				first = 0;
+			else if (!(g = group_new(p, vm ? "disk" : "volume", vm, NULL, name)))
 				return VMS_ENOMEM;
-			g->noted = noted(p, "vdi", disk);
+			g->noted = noted(p, "vdi", disk) && (first || g->noted);
 			rc = group_add(g, ref, disk, (uint64_t)size, refd);
 		} else if (strcmp(kind, "snapshot_disk") == 0 && ref && !ss_has(&p->csnapdisks, ref, NULL)) {
 			if (vm && snap) {
@@ -505,6 +516,8 @@ static const char *group_what(const group *g, char *buf, size_t cap)
 		snprintf(buf, cap, "snapshot %s@%s (%s)", g->vm, g->snap, g->name);
 	else if (!strcmp(g->kind, "volume"))
 		snprintf(buf, cap, "%s (no key)", g->name[0] || !g->n ? g->name : g->refs[0]);
+	else if (g->n > 1)
+		snprintf(buf, cap, "%zu disks of VM key %s (%s, ...)", g->n, g->vm, g->name);
 	else
 		snprintf(buf, cap, "disk %s", g->name[0] || !g->n ? g->name : g->refs[0]);
 	return buf;
