@@ -520,4 +520,58 @@ TEST(unknown_vm_disks_go_together)
 	env_close(e);
 }
 
+/* Objects of a row another process has in flight ('creating') are not
+ * orphans: that row is listed under "unsettled". */
+TEST(rows_in_flight_are_not_orphans)
+{
+	env ev, *e = &ev;
+	vms_control *other = NULL;
+	REQUIRE(env_open(e) == 0);
+	vms_json *j = ok(e, "{\"op\":\"vdi.list\",\"args\":{\"vm\":\"vm1\"}}");
+	char ra[24], vdi[40];
+	snprintf(ra, sizeof(ra), "%s", jstr(j, "result.vdis.0.ref"));
+	snprintf(vdi, sizeof(vdi), "%s", jstr(j, "result.vdis.0.uuid"));
+	vms_json_free(j);
+	vms_sr_handle *h = sr_alone(e);
+	REQUIRE(h);
+	char snap[VMS_UUID_BUF], *out[1] = {NULL};
+	const char *refs[1] = {ra};
+	vms_uuid_generate(snap);
+	CHECK_OK(vms_backend_native.snapshot_create(out, h, e->vm, snap, refs, 1));
+	free(out[0]);
+	vms_backend_native.sr_close(h);
+	/* the other process: holds the home (so nobody reconciles) and has
+	 * written the row 'creating' */
+	REQUIRE(vms_control_open(&other, e->home) == 0);
+	{
+		vms_catalog *cat = NULL;
+		char path[128];
+		snprintf(path, sizeof(path), "%s/catalog.db", e->home);
+		REQUIRE(vms_catalog_open(&cat, path) == 0);
+		vms_cat_snapshot s;
+		vms_cat_snapdisk d;
+		memset(&s, 0, sizeof(s));
+		memset(&d, 0, sizeof(d));
+		snprintf(s.uuid, sizeof(s.uuid), "%s", snap);
+		snprintf(s.vm_uuid, sizeof(s.vm_uuid), "%s", e->vm);
+		snprintf(s.name, sizeof(s.name), "inflight");
+		s.time = s.created = 1795428000;
+		s.seq = 77;
+		s.state = VMS_STATE_CREATING;
+		snprintf(d.snapshot_uuid, sizeof(d.snapshot_uuid), "%s", snap);
+		snprintf(d.vdi_uuid, sizeof(d.vdi_uuid), "%s", vdi);
+		snprintf(d.disk_name, sizeof(d.disk_name), "a");
+		d.size = MiB;
+		CHECK_OK(vms_cat_snapshot_insert(cat, &s, &d, 1));
+		vms_catalog_close(cat);
+	}
+	REQUIRE(reopen(e, NULL) == 0);
+	ck c = check(e, "");
+	CHECK(c.ok && c.orphans == 0 && c.missing == 0);
+	CHECK(vms_json_array_len(jget(c.j, "result.unsettled")) == 1);
+	vms_json_free(c.j);
+	vms_control_close(other);
+	env_close(e);
+}
+
 TEST_MAIN()

@@ -136,6 +136,7 @@ typedef struct rp {
 	vms_json *root, *deep;                 /* enumerate results */
 	strset disks, snapdisks, snaps;        /* the backend's */
 	strset cdisks, csnapdisks, csnaps, cvms;   /* the catalog's (every row) */
+	strset cbusy;                          /* keys of rows not 'ready' (in flight or unsettled) */
 	vms_cat_orphan *notes;
 	size_t nnotes;
 	group *g;
@@ -169,6 +170,7 @@ static void rp_clear(rp *p)
 	ss_free(&p->csnapdisks);
 	ss_free(&p->csnaps);
 	ss_free(&p->cvms);
+	ss_free(&p->cbusy);
 	free(p->notes);
 	for (size_t i = 0; i < p->ng; i++)
 		group_free(&p->g[i]);
@@ -393,6 +395,8 @@ static int load_catalog(rp *p)
 		return rc;
 	for (size_t i = 0; i < nv && rc == 0; i++) {
 		rc = ss_add(&p->cdisks, v[i].ref, NULL);
+		if (rc == 0 && v[i].state != VMS_STATE_READY)
+			rc = ss_add(&p->cbusy, v[i].uuid, NULL);
 		if (rc == 0 && v[i].ref && v[i].state == VMS_STATE_READY && !v[i].is_deleted &&
 		    !ss_has(&p->disks, v[i].ref, NULL)) {
 			char vmn[VMS_NAME_MAX + 1] = "", name[2 * VMS_NAME_MAX + 2];
@@ -414,7 +418,8 @@ static int load_catalog(rp *p)
 		    (rc = vms_cat_snapshot_list(&s, &ns, p->ctl->cat, vms[i].uuid, 1)) < 0)
 			break;
 		for (size_t j = 0; j < ns && rc == 0; j++)
-			if ((rc = ss_add(&p->csnaps, vms[i].uuid, s[j].uuid)) == 0)
+			if ((rc = ss_add(&p->csnaps, vms[i].uuid, s[j].uuid)) == 0 &&
+			    (s[j].state == VMS_STATE_READY || (rc = ss_add(&p->cbusy, s[j].uuid, NULL)) == 0))
 				rc = check_snapshot(p, &vms[i], &s[j]);
 		free(s);
 	}
@@ -442,8 +447,8 @@ static int find_orphans(rp *p)
 		const char *snap = jstr(o, "snapshot"), *disk = jstr(o, "disk"), *name = jstr(o, "name");
 		int64_t refd = jint(o, "referenced", -1), size = jint(o, "size", 0);
 		group *g = NULL;
-		if (!kind)
-			continue;
+		if (!kind || ss_has(&p->cbusy, snap ? snap : disk, NULL))
+			continue;   /* a row in flight or unsettled owns it: listed under "unsettled" */
 		if (strcmp(kind, "disk") == 0 && ref && !ss_has(&p->cdisks, ref, NULL)) {
 			/* the disks of a VM the catalog does not know go together
 			 * (an interrupted vm create or clone; adopted as one VM) */
