@@ -43,6 +43,9 @@ typedef struct vms_pool_options {
 	uint64_t cache_bytes;     /* bound on the index node cache; 0 = 64 MiB */
 	uint32_t commit_interval_ms; /* periodic commit; 0 = 5000, UINT32_MAX = never */
 	uint32_t reserve_blocks;  /* kept free for delete/commit on a full pool; 0 = default */
+	int read_only;            /* vms_pool_open*: never write to the pool (no commit at
+	                           * open, no background threads; changes get VMS_EROFS);
+	                           * a file is opened O_RDONLY under a shared lock */
 } vms_pool_options;
 
 /*

@@ -15,10 +15,13 @@
  *
  *               bit 4 open on a read-only io (writes refused and counted)
  *
- * Then vms_pool_open() on an in-memory io, vms_pool_check(), and reads of
- * every volume (first, middle and last block).  Asserted:
+ * Then vms_pool_open() read-only (vms_pool_options.read_only) on an
+ * in-memory io, vms_pool_check(), and reads of every volume (first, middle
+ * and last block); with bit 3, the same again opened read-write.  Asserted:
  *   - no crash, no sanitizer report, no hang (libFuzzer's -timeout);
  *   - every failure is a clean error code with a message;
+ *   - the read-only open, its check and its reads attempt no write at all
+ *     and leave every byte of the image as it was, whatever the damage;
  *   - a pool whose open fails was not written to at all (not one byte of
  *     the image changed, no write attempted): a damaged pool is refused,
  *     never "fixed" behind the user's back;
@@ -53,7 +56,8 @@ typedef struct memio {
 	uint64_t len;
 	int readonly;
 	int phase;           /* 0 open, 1 check/read */
-	uint64_t writes[2];  /* attempts, by phase */
+	uint64_t writes[2];  /* attempts refused by a read-only io, by phase */
+	uint64_t attempts;   /* every write or resize call */
 } memio;
 
 static int m_read(vms_io *io, void *buf, size_t len, uint64_t off)
@@ -68,6 +72,7 @@ static int m_read(vms_io *io, void *buf, size_t len, uint64_t off)
 static int m_write(vms_io *io, const void *buf, size_t len, uint64_t off)
 {
 	memio *m = (memio *)io;
+	m->attempts++;
 	if (m->readonly) {
 		m->writes[m->phase]++;
 		return vms_error_set(VMS_EROFS, "fuzz io is read-only");
@@ -99,6 +104,7 @@ static int m_size(vms_io *io, uint64_t *out)
 static int m_resize(vms_io *io, uint64_t size)
 {
 	memio *m = (memio *)io;
+	m->attempts++;
 	if (m->readonly) {
 		m->writes[m->phase]++;
 		return vms_error_set(VMS_EROFS, "fuzz io is read-only");
@@ -253,9 +259,10 @@ static void fix_checksums(uint8_t *img, uint64_t len)
 }
 
 /* Returns 1 when the pool opened. */
-static int exercise(memio *m, unsigned mode)
+static int exercise(memio *m, unsigned mode, int read_only)
 {
-	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .cache_bytes = 1 << 20};
+	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .cache_bytes = 1 << 20,
+	                      .read_only = read_only};
 	vms_pool *p = NULL;
 	m->phase = 0;
 	uint64_t before = m->writes[0];
@@ -339,9 +346,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memio m;
 	m_init(&m, img, g_image_len, !!(mode & 16));
-	int opened = exercise(&m, mode);
+	int opened = exercise(&m, mode, 1);
+	if (m.attempts || m.len != g_image_len || memcmp(m.buf, copy, g_image_len) != 0) {
+		fprintf(stderr, "a read-only open, check and reads wrote to the pool (%llu attempts)\n",
+		        (unsigned long long)m.attempts);
+		abort();
+	}
 	if (opened && (mode & 8))
-		opened = exercise(&m, mode);
+		opened = exercise(&m, mode, 0);
 	if (!opened || m.readonly) {
 		assert(m.len == g_image_len);
 		assert(memcmp(m.buf, copy, g_image_len) == 0);  /* refused or read-only: untouched */

@@ -818,6 +818,82 @@ TEST(data_checksums)
 	CHECK_OK(vms_pool_close(p));
 }
 
+static uint32_t file_crc(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t buf[65536];
+	uint32_t c = 0;
+	size_t n;
+	if (!f)
+		return 0;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		c = vms_crc32c(c, buf, n);
+	fclose(f);
+	return c;
+}
+
+/* A read-only open never writes: not at open (no commit), not in the check
+ * (which finds the damage), not on close; changes get VMS_EROFS; several
+ * read-only opens may share a pool, a writer may not join them. */
+TEST(read_only_open_writes_nothing)
+{
+	vms_pool_options o = quiet_opts();
+	o.data_checksums = 1;
+	vms_pool *p = new_pool("ro.pool", 16 * MiB, &o);
+	REQUIRE(p);
+	vms_vol_id v, s;
+	uint8_t a[8192];
+	fill(a, sizeof(a), 31);
+	CHECK_OK(vms_vol_create(&v, p, 4 * MiB));
+	CHECK_OK(vms_vol_write(p, v, a, sizeof(a), 0, 0));
+	CHECK_OK(vms_vol_snapshot(&s, p, &v, 1));
+	uint64_t data = data_block_of(p, v, 1);
+	CHECK(data >= 2);
+	CHECK_OK(vms_pool_close(p));
+	uint8_t x = 0x5a;
+	poke(path_of("ro.pool"), data * 4096 + 9, &x, 1); /* damage one data block */
+	uint32_t before = file_crc(path_of("ro.pool"));
+	struct stat st0, st1;
+	CHECK(stat(path_of("ro.pool"), &st0) == 0);
+
+	vms_pool_options q = quiet_opts();
+	q.read_only = 1;
+	vms_pool *r1 = reopen("ro.pool", &q), *r2 = reopen("ro.pool", &q);
+	REQUIRE(r1 && r2);
+	vms_pool *w = NULL;
+	vms_pool_options rw = quiet_opts();
+	CHECK(vms_pool_open_file(&w, path_of("ro.pool"), &rw) == VMS_EBUSY && !w);
+	vms_check_report rep;
+	CHECK(vms_pool_check(&rep, r1, VMS_CHECK_DATA) == VMS_ECORRUPT && rep.corrupt == 1);
+	CHECK(vms_pool_check(&rep, r1, VMS_CHECK_DATA | VMS_CHECK_REPAIR) == VMS_ECORRUPT);
+	CHECK(vms_pool_check(&rep, r2, 0) == 0 && rep.leaked_blocks == 0);
+	CHECK(read_equals(r1, v, a, 4096, 0));
+	uint8_t got[4096];
+	CHECK(vms_vol_read(r1, v, got, 4096, 4096) == VMS_ECORRUPT);
+	CHECK(vms_vol_write(r1, v, a, 4096, 0, 0) == VMS_EROFS);
+	vms_vol_id n;
+	CHECK(vms_vol_create(&n, r1, MiB) == VMS_EROFS);
+	CHECK(vms_vol_snapshot(&n, r1, &v, 1) == VMS_EROFS);
+	CHECK(vms_pool_commit(r1) == VMS_EROFS);
+	CHECK(vms_vol_flush(r1, v) == 0); /* nothing of its own to make durable */
+	vms_pool_stats ps;
+	CHECK_OK(vms_pool_stats_get(&ps, r1));
+	CHECK(ps.readonly && ps.snapshots == 1);
+	CHECK_OK(vms_pool_close(r1));
+	CHECK_OK(vms_pool_close(r2));
+	CHECK(file_crc(path_of("ro.pool")) == before);
+	CHECK(stat(path_of("ro.pool"), &st1) == 0);
+	CHECK(st1.st_mtim.tv_sec == st0.st_mtim.tv_sec && st1.st_mtim.tv_nsec == st0.st_mtim.tv_nsec);
+	/* a writer may open it again (and commits at once) */
+	p = reopen("ro.pool", &rw);
+	REQUIRE(p);
+	CHECK_OK(vms_vol_delete(p, s));
+	CHECK_OK(vms_pool_reap_wait(p));
+	CHECK_OK(vms_pool_commit(p));
+	CHECK(file_crc(path_of("ro.pool")) != before);
+	CHECK_OK(vms_pool_close(p));
+}
+
 TEST(leak_reported_and_repaired)
 {
 	vms_pool_options o = quiet_opts();
@@ -1179,6 +1255,208 @@ static void cleanup(void)
 		if (system(cmd) != 0)
 			fprintf(stderr, "cleanup failed\n");
 	}
+}
+
+/* ---- commits that do not stall I/O ------------------------------------------ */
+
+/* A vms_io over a file whose next write, once armed, blocks until the test
+ * opens the gate: a commit stuck in its writes, for as long as we like. */
+typedef struct gate_io {
+	vms_io io;
+	vms_io *below;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int armed, blocked, open;
+} gate_io;
+
+static int g_read(vms_io *io, void *buf, size_t len, uint64_t off)
+{
+	gate_io *g = (gate_io *)io;
+	return g->below->read(g->below, buf, len, off);
+}
+
+static int g_write(vms_io *io, const void *buf, size_t len, uint64_t off)
+{
+	gate_io *g = (gate_io *)io;
+	pthread_mutex_lock(&g->mu);
+	if (g->armed) {
+		g->armed = 0;
+		g->blocked = 1;
+		pthread_cond_broadcast(&g->cv);
+		while (!g->open)
+			pthread_cond_wait(&g->cv, &g->mu);
+		g->blocked = 0;
+	}
+	pthread_mutex_unlock(&g->mu);
+	return g->below->write(g->below, buf, len, off);
+}
+
+static int g_sync(vms_io *io)
+{
+	gate_io *g = (gate_io *)io;
+	return g->below->sync(g->below);
+}
+
+static int g_size(vms_io *io, uint64_t *out)
+{
+	gate_io *g = (gate_io *)io;
+	return g->below->size(g->below, out);
+}
+
+static int g_resize(vms_io *io, uint64_t size)
+{
+	gate_io *g = (gate_io *)io;
+	return g->below->resize(g->below, size);
+}
+
+static void g_close(vms_io *io)
+{
+	gate_io *g = (gate_io *)io;
+	g->below->close(g->below);
+	g->below = NULL;
+}
+
+static void *commit_thread(void *arg)
+{
+	vms_pool *p = arg;
+	return (void *)(intptr_t)vms_pool_commit(p);
+}
+
+typedef struct flusher {
+	vms_pool *p;
+	vms_vol_id vol;
+	uint64_t off;
+	int wrote, rc;
+	uint64_t txg_after_write, durable_after_flush;
+} flusher;
+
+static void *flush_thread(void *arg)
+{
+	flusher *f = arg;
+	unsigned char buf[4096];
+	memset(buf, 0x70 + (int)(f->off >> 20), sizeof(buf)); /* slots 1, 3, 5 */
+	f->rc = vms_vol_write(f->p, f->vol, buf, sizeof(buf), f->off, 0);
+	pthread_mutex_lock(&f->p->lock);
+	f->txg_after_write = f->p->txg; /* the txg the write went to */
+	f->wrote = 1;
+	pthread_mutex_unlock(&f->p->lock);
+	if (f->rc == 0)
+		f->rc = vms_vol_flush(f->p, f->vol);
+	pthread_mutex_lock(&f->p->lock);
+	f->durable_after_flush = f->p->durable_txg;
+	pthread_mutex_unlock(&f->p->lock);
+	return NULL;
+}
+
+static int slot_is(vms_pool *p, vms_vol_id v, uint64_t slot, int val)
+{
+	unsigned char buf[4096], want[4096];
+	memset(want, val, sizeof(want));
+	return vms_vol_read(p, v, buf, sizeof(buf), slot << 20) == 0 && !memcmp(buf, want, sizeof(buf));
+}
+
+/*
+ * While a commit is stuck in its first write (the gate), reads, writes and
+ * snapshots go on: the commit holds the exclusive lock only while it closes
+ * the transaction.  The closed transaction's 257 index nodes are more than
+ * the small cache holds: they stay pinned until written, so reads of them
+ * never hit the disk early.  Flushes arriving meanwhile share one commit
+ * (group commit) and each returns only once its write is durable.
+ */
+TEST(io_goes_on_while_a_commit_writes)
+{
+	gate_io g = {.io = {g_read, g_write, g_sync, g_size, g_resize, g_close}};
+	pthread_mutex_init(&g.mu, NULL);
+	pthread_cond_init(&g.cv, NULL);
+	unlink(path_of("gate.pool"));
+	REQUIRE(vms_io_file_open(&g.below, path_of("gate.pool"), 1, 0) == 0);
+	vms_pool_options o = quiet_opts();
+	o.cache_bytes = 64 * 1024; /* 64 nodes */
+	vms_pool *p = NULL;
+	REQUIRE(vms_pool_create(&p, &g.io, 64 * MiB, &o) == 0);
+	vms_vol_id v;
+	CHECK_OK(vms_vol_create(&v, p, 256 * MiB));
+	unsigned char buf[4096];
+	memset(buf, 1, sizeof(buf));
+	for (uint64_t s = 0; s < 256; s++) /* one block per leaf */
+		CHECK_OK(vms_vol_write(p, v, buf, sizeof(buf), s << 20, 0));
+	CHECK_OK(vms_pool_commit(p));
+	memset(buf, 2, sizeof(buf));
+	for (uint64_t s = 0; s < 256; s++)
+		CHECK_OK(vms_vol_write(p, v, buf, sizeof(buf), s << 20, 0));
+	vms_pool_stats st0, st1;
+	CHECK_OK(vms_pool_stats_get(&st0, p));
+
+	pthread_mutex_lock(&g.mu);
+	g.armed = 1;
+	pthread_mutex_unlock(&g.mu);
+	pthread_t ct;
+	REQUIRE(pthread_create(&ct, NULL, commit_thread, p) == 0);
+	pthread_mutex_lock(&g.mu);
+	while (!g.blocked)
+		pthread_cond_wait(&g.cv, &g.mu);
+	pthread_mutex_unlock(&g.mu);
+
+	/* the commit of the 256 rewrites is stuck in its writes: */
+	int ok = 1;
+	for (uint64_t s = 0; s < 256; s++)
+		ok &= slot_is(p, v, s, 2);
+	CHECK(ok);
+	vms_vol_id snap;
+	CHECK_OK(vms_vol_snapshot(&snap, p, &v, 1));
+	memset(buf, 3, sizeof(buf));
+	for (uint64_t s = 0; s < 256; s += 16) /* under the dirty bound (half the cache) */
+		CHECK_OK(vms_vol_write(p, v, buf, sizeof(buf), s << 20, 0));
+	flusher fl[3];
+	pthread_t ft[3];
+	for (int i = 0; i < 3; i++) {
+		fl[i] = (flusher){.p = p, .vol = v, .off = (uint64_t)(1 + 2 * i) << 20};
+		REQUIRE(pthread_create(&ft[i], NULL, flush_thread, &fl[i]) == 0);
+	}
+	for (int i = 0; i < 3; i++) { /* their writes complete; their flushes wait */
+		for (;;) {
+			pthread_mutex_lock(&p->lock);
+			int w = fl[i].wrote;
+			pthread_mutex_unlock(&p->lock);
+			if (w)
+				break;
+			usleep(1000);
+		}
+	}
+	CHECK_OK(vms_pool_stats_get(&st1, p));
+	CHECK(st1.txg == st0.txg); /* nothing durable yet */
+
+	pthread_mutex_lock(&g.mu);
+	g.open = 1;
+	pthread_cond_broadcast(&g.cv);
+	pthread_mutex_unlock(&g.mu);
+	void *crc;
+	pthread_join(ct, &crc);
+	CHECK((intptr_t)crc == 0);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(ft[i], NULL);
+		CHECK(fl[i].rc == 0);
+		CHECK(fl[i].durable_after_flush >= fl[i].txg_after_write);
+	}
+	CHECK_OK(vms_pool_stats_get(&st1, p));
+	/* the stuck commit, then one commit for all three flushes */
+	CHECK(st1.txg == st0.txg + 2);
+	for (uint64_t s = 0; s < 256; s++)
+		ok &= slot_is(p, v, s, s % 16 == 0 ? 3 : (s == 1 || s == 3 || s == 5) ? 0x70 + (int)(s >> 0) : 2);
+	for (uint64_t s = 0; s < 256; s++)
+		ok &= slot_is(p, snap, s, 2);
+	CHECK(ok);
+	CHECK(check_clean(p));
+	CHECK_OK(vms_pool_close(p));
+	p = reopen("gate.pool", &o);
+	REQUIRE(p);
+	for (uint64_t s = 0; s < 256; s++)
+		ok &= slot_is(p, v, s, s % 16 == 0 ? 3 : (s == 1 || s == 3 || s == 5) ? 0x70 + (int)(s >> 0) : 2);
+	CHECK(ok);
+	CHECK(check_clean(p));
+	CHECK_OK(vms_pool_close(p));
+	pthread_mutex_destroy(&g.mu);
+	pthread_cond_destroy(&g.cv);
 }
 
 __attribute__((destructor)) static void at_end(void)

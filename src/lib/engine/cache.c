@@ -4,8 +4,9 @@
  * Nodes are keyed by block number: a node shared by many snapshots is
  * cached once.  Clean nodes sit on an LRU list and may be evicted; dirty
  * nodes (allocated in the open transaction, not yet written) sit on one
- * list per tree level and are never evicted: commit writes them bottom-up
- * (a parent needs its children's checksums) and moves them to the LRU.
+ * list per tree level and are never evicted: commit serializes them
+ * bottom-up (a parent needs its children's checksums) and pins them until
+ * their write is durable, then moves them to the LRU.
  *
  * The bound (opts.cache_bytes) applies to clean nodes; dirty nodes are
  * bounded by the commit that a write triggers when too many accumulate.
@@ -63,6 +64,7 @@ int cache_init(vms_pool *p, uint64_t cache_bytes)
 		return vms_error_set(VMS_ENOMEM, "out of memory for the node cache");
 	c->hmask = hsize - 1;
 	list_init(&c->lru);
+	list_init(&c->pinned);
 	for (unsigned i = 0; i < MAX_DEPTH; i++)
 		list_init(&c->dirty[i]);
 	return 0;
@@ -127,7 +129,7 @@ node *cache_get(vms_pool *p, uint64_t blk)
 	node *n = cache_find(p, blk);
 	if (n) {
 		p->cache.hits++;
-		if (!n->dirty && p->cache.lru.next != n) {
+		if (!n->dirty && !n->pinned && p->cache.lru.next != n) {
 			list_del(n);
 			list_add_front(&p->cache.lru, n);
 		}
@@ -198,6 +200,29 @@ void cache_make_clean(vms_pool *p, node *n)
 	n->dirty = 0;
 	p->cache.ndirty--;
 	list_add_front(&p->cache.lru, n);
+}
+
+/* A dirty node whose content was handed to the commit in flight: clean (so
+ * the next transaction shadows it) but not evictable until its write is
+ * durable (cache_unpin_all), since the disk does not hold it yet. */
+void cache_pin(vms_pool *p, node *n)
+{
+	list_del(n);
+	n->dirty = 0;
+	n->pinned = 1;
+	p->cache.ndirty--;
+	list_add_front(&p->cache.pinned, n);
+}
+
+void cache_unpin_all(vms_pool *p)
+{
+	node *s = &p->cache.pinned;
+	while (s->next != s) {
+		node *n = s->prev;
+		list_del(n);
+		n->pinned = 0;
+		list_add_front(&p->cache.lru, n);
+	}
 }
 
 void cache_evict(vms_pool *p)

@@ -57,7 +57,7 @@ static int read_meta(ck *c, uint8_t *buf, uint64_t blk, uint32_t crc, uint8_t ty
 {
 	vms_pool *p = c->p;
 	node *n = cache_find(p, blk);
-	if (n && n->dirty) { /* read-only pool with uncommitted changes */
+	if (n && (n->dirty || n->pinned)) { /* a failed commit: memory ahead of disk */
 		memcpy(buf, n->data, p->bs);
 		return 0;
 	}
@@ -204,7 +204,7 @@ static void check_records(ck *c)
 		uint64_t txg = get64(buf + 40);
 		if ((txg & 1) != slot || get32(buf + 12) != p->bs || memcmp(buf + 24, p->uuid, 16) != 0)
 			bad(c, "commit record %llu: inconsistent fields", (unsigned long long)slot);
-		if (!p->readonly && txg == p->txg - 1 &&
+		if ((!p->readonly || p->opened_readonly) && txg == p->txg - 1 &&
 		    (get64(buf + 56) != p->smap.blk[p->smap.depth][0] ||
 		     get64(buf + 72) != p->vtab.blk[p->vtab.depth][0]))
 			bad(c, "commit record %llu: roots differ from memory", (unsigned long long)slot);
@@ -216,6 +216,7 @@ int vms_pool_check(vms_check_report *out, vms_pool *p, unsigned flags)
 	ck c = {.p = p, .rep = out, .flags = flags};
 	int rc = 0;
 	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&p->commit_mx);
 	pthread_rwlock_wrlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
 	if (!p->readonly && (rc = pool_commit_locked(p)) < 0)
@@ -265,6 +266,7 @@ int vms_pool_check(vms_check_report *out, vms_pool *p, unsigned flags)
 done:
 	pthread_mutex_unlock(&p->lock);
 	pthread_rwlock_unlock(&p->commit_lock);
+	pthread_mutex_unlock(&p->commit_mx);
 	free(c.expect);
 	free(c.data);
 	for (unsigned l = 0; l <= MAX_DEPTH; l++)

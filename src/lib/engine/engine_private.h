@@ -4,11 +4,17 @@
  * docs/format.md.
  *
  * Lock order (never take them the other way round):
+ *   0. pool->commit_mx (mutex): one commit at a time, for the whole commit
+ *      (closing the transaction, writing it, the record); flushes queue on
+ *      it and share a commit (group commit).
  *   1. pool->commit_lock (rwlock): shared by every I/O and volume operation
- *      for its whole duration, exclusive by commit and check.  While any
- *      holder of the shared lock runs, no freed block becomes allocatable
- *      (that needs a commit), so a read may pread a block it looked up
- *      after dropping pool->lock.
+ *      for its whole duration, exclusive only while a commit *closes* a
+ *      transaction (serializes its metadata into buffers: O(dirty metadata),
+ *      no I/O) and during check.  The closed transaction's I/O runs after
+ *      it is released, concurrently with the next transaction's I/O.
+ *      A freed block becomes allocatable only at or after the next close,
+ *      which waits for every holder of the shared lock, so a read may pread
+ *      a block it looked up after dropping pool->lock.
  *   2. pool->lock (mutex): guards every in-memory structure: node cache,
  *      space map, volume table, counters.
  *   3. pool->bg_lock (mutex): only the background threads' wake-ups.
@@ -17,10 +23,12 @@
  *   - A tree node or data block is modified in place only when its reference
  *     count is 1 and it was allocated in the open transaction ("fresh").
  *   - Every dirty (fresh, unwritten) index node is in the cache, never
- *     evicted, and reachable from some volume record.
- *   - A block freed in txg T becomes allocatable only after T+1 committed
- *     (T itself when it was fresh), so the two commit records on disk
- *     never point at reused blocks.
+ *     evicted, and reachable from some volume record.  A node of a closed
+ *     transaction whose write is in flight is pinned (never evicted) until
+ *     the commit record is durable, so no reader reads it from disk early.
+ *   - A block freed in txg T becomes allocatable only after T+1's commit
+ *     record is durable (when it was fresh: at the close of T), so the two
+ *     commit records on disk never point at reused blocks.
  */
 #ifndef VMS_ENGINE_PRIVATE_H
 #define VMS_ENGINE_PRIVATE_H
@@ -84,7 +92,8 @@ typedef struct node {
 	uint32_t crc;                    /* crc32c of data when clean */
 	uint8_t level;
 	uint8_t dirty;
-	uint8_t pad[2];
+	uint8_t pinned;                  /* written by the commit in flight */
+	uint8_t pad;
 	uint8_t data[];                  /* block_size bytes, on-disk layout */
 } node;
 
@@ -93,6 +102,7 @@ typedef struct node_cache {
 	uint64_t hmask;
 	node lru;                        /* sentinel: next = most recent */
 	node dirty[MAX_DEPTH];           /* sentinels, one dirty list per level */
+	node pinned;                     /* sentinel: nodes of the commit in flight */
 	uint64_t nodes, ndirty, max_nodes;
 	uint64_t hits, misses;
 	node *spare;                     /* freed nodes kept for reuse */
@@ -143,6 +153,7 @@ struct vms_pool {
 	vms_io *io;
 	int lock_fd;                     /* flock'd file, -1 when none */
 
+	pthread_mutex_t commit_mx;
 	pthread_rwlock_t commit_lock;
 	pthread_mutex_t lock;
 
@@ -155,8 +166,10 @@ struct vms_pool {
 	uint8_t uuid[16];
 
 	/* commit state */
-	uint64_t txg;                    /* open transaction (last committed + 1) */
+	uint64_t txg;                    /* open transaction */
+	uint64_t durable_txg;            /* last commit whose record is durable */
 	int readonly;
+	int opened_readonly;             /* vms_pool_open_readonly: never writes */
 	int dirty;                       /* anything changed since the last commit */
 	char ro_reason[200];
 
@@ -165,7 +178,7 @@ struct vms_pool {
 	uint64_t *busy, *fresh;          /* bitmaps */
 	uint64_t nfree, nbusy, rotor;
 	uint64_t reserve;
-	blist fresh_list, defer_now, defer_cur, defer_prev;
+	blist fresh_list, defer_now, defer_cur, defer_closing, defer_prev;
 	uint64_t meta_blocks;            /* allocated metadata blocks (persisted) */
 	parray smap;
 
@@ -175,11 +188,21 @@ struct vms_pool {
 	vindex *vidx;
 	size_t nvidx, vidx_cap;
 	uint64_t next_id;
+	uint64_t *free_slots;            /* min-heap of free slots (may hold stale ones) */
+	size_t nfree_slots, free_slots_cap;
+	int free_slots_ready;            /* 0: rebuild the heap from the table */
 	parray vtab;
 	uint64_t ndeleting;
 
 	node_cache cache;
 	witem *witems;                 /* write runs' pending redirects (F), under lock */
+
+	/* the closed transaction's writes (commit_mx held): block, B bytes each */
+	uint8_t **cw_buf;
+	uint64_t *cw_blk;
+	size_t cw_n, cw_cap, cw_alloc;
+	uint8_t cw_rec[SB_SIZE];         /* its commit record */
+	uint64_t cw_txg;
 
 	/* background threads */
 	pthread_mutex_t bg_lock;
@@ -205,7 +228,8 @@ void sm_ref(vms_pool *p, uint64_t blk);
 int sm_unref(vms_pool *p, uint64_t blk);
 int sm_unref_meta(vms_pool *p, uint64_t blk);
 int sm_is_fresh(const vms_pool *p, uint64_t blk);
-void sm_release_deferred(vms_pool *p);
+void sm_close_txg(vms_pool *p);
+void sm_txg_durable(vms_pool *p);
 void sm_dirty_page(vms_pool *p, uint64_t blk);
 int sm_setup(vms_pool *p, uint64_t total_blocks);
 void sm_teardown(vms_pool *p);
@@ -215,7 +239,7 @@ void parray_free(parray *a);
 void parray_mark(parray *a, uint64_t page);
 int parray_load(vms_pool *p, parray *a, uint64_t root, uint32_t root_crc,
                 int (*page_cb)(vms_pool *, uint64_t page, const uint8_t *payload));
-int parrays_write(vms_pool *p);
+int parrays_close(vms_pool *p);
 uint64_t smap_per_page(const vms_pool *p);
 uint64_t vtab_per_page(const vms_pool *p);
 int vtab_grow(vms_pool *p);
@@ -235,6 +259,8 @@ int cache_insert_clean(vms_pool *p, node *n);
 node *node_alloc(vms_pool *p);
 void node_release(vms_pool *p, node *n);
 void cache_make_clean(vms_pool *p, node *n);
+void cache_pin(vms_pool *p, node *n);
+void cache_unpin_all(vms_pool *p);
 void cache_evict(vms_pool *p);
 int node_read(vms_pool *p, node *n, uint64_t blk, uint32_t crc, int level);
 int node_load_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level);
@@ -268,6 +294,8 @@ static inline unsigned tree_index(const vms_pool *p, uint64_t lblk, int level)
 
 /* pool.c */
 int pool_commit_locked(vms_pool *p);
+int pool_commit_to(vms_pool *p, uint64_t target);
+uint8_t *cw_add(vms_pool *p, uint64_t blk);
 void pool_kick(vms_pool *p);
 void pool_set_readonly(vms_pool *p, int rc, const char *what);
 

@@ -2,23 +2,31 @@
  * pool.c - pool create/open/commit/close, the commit records, statistics
  * and the periodic commit thread.
  *
- * Commit (commit_lock exclusive, then pool->lock):
- *   1. write dirty index nodes bottom-up, filling each parent's entry with
- *      the child's crc32c, and the volume records' root checksums;
- *   2. relocate and write the changed volume-table and space-map pages
- *      (iterating to a fixpoint, see spacemap.c);
- *   3. sync; write the commit record into slot (txg & 1); sync;
- *   4. release the blocks whose deferral ended, open txg+1.
- * Data blocks were written before commit by the I/O path, so step 3's
+ * Commit of the open transaction T, one commit at a time (commit_mx):
+ *   1. close T (commit_lock exclusive, pool->lock; no I/O, cost O(dirty
+ *      metadata)): serialize dirty index nodes bottom-up into buffers,
+ *      filling each parent's entry with the child's crc32c and the volume
+ *      records' root checksums, and pin them in the cache; relocate the
+ *      changed volume-table and space-map pages (to a fixpoint, see
+ *      spacemap.c) and serialize them; encode the commit record; release
+ *      the blocks allocated and freed in T; open T+1;
+ *   2. without the exclusive lock (I/O of T+1 goes on): write the buffers,
+ *      sync, write the record into slot (T & 1), sync;
+ *   3. under pool->lock: record T is durable: release the blocks freed in
+ *      T-1, unpin T's nodes.
+ * Data blocks were written before the close by the I/O path, so step 2's
  * first sync orders them before the record.  Any failure turns the pool
  * read-only (VMS_EROFS for changes, reads go on) until it is reopened,
- * which recovers the last good commit.
+ * which recovers the last good commit.  A flush waits for the commit that
+ * covers the transaction its writes went to (group commit).
  *
  * Open reads both commit records, keeps the valid one with the highest
  * txg, checks every page of the space map and volume table, and then
  * commits once at once (same content, txg+1) so that the two records on
  * disk are the state it opened and its successor: blocks reachable only
  * from an older record are never reused while that record survives.
+ * A read-only open (opts->read_only) skips that commit and starts no
+ * background thread: it never writes to the pool.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -136,8 +144,57 @@ void pool_kick(vms_pool *p)
 	pthread_mutex_unlock(&p->bg_lock);
 }
 
-/* Write every dirty index node, children before parents. */
-static int write_dirty_nodes(vms_pool *p)
+/* A B-byte buffer in the closed transaction's write list, to be written at
+ * block blk; NULL (error set) when out of memory.  commit_mx held. */
+uint8_t *cw_add(vms_pool *p, uint64_t blk)
+{
+	if (p->cw_n == p->cw_cap) {
+		size_t nc = p->cw_cap ? p->cw_cap * 2 : 64;
+		uint8_t **nb = realloc(p->cw_buf, nc * sizeof(*nb));
+		if (nb)
+			p->cw_buf = nb;
+		uint64_t *nk = realloc(p->cw_blk, nc * sizeof(*nk));
+		if (nk)
+			p->cw_blk = nk;
+		if (!nb || !nk) {
+			vms_error_set(VMS_ENOMEM, "out of memory for a commit");
+			return NULL;
+		}
+		p->cw_cap = nc;
+	}
+	if (p->cw_n == p->cw_alloc) {
+		if (!(p->cw_buf[p->cw_n] = malloc(p->bs))) {
+			vms_error_set(VMS_ENOMEM, "out of memory for a commit");
+			return NULL;
+		}
+		p->cw_alloc++;
+	}
+	p->cw_blk[p->cw_n] = blk;
+	return p->cw_buf[p->cw_n++];
+}
+
+/* Give back the buffers of a large commit, keep a few for the next one. */
+static void cw_reset(vms_pool *p)
+{
+	while (p->cw_alloc > 256)
+		free(p->cw_buf[--p->cw_alloc]);
+	p->cw_n = 0;
+}
+
+static void cw_free(vms_pool *p)
+{
+	while (p->cw_alloc)
+		free(p->cw_buf[--p->cw_alloc]);
+	free(p->cw_buf);
+	free(p->cw_blk);
+	p->cw_buf = NULL;
+	p->cw_blk = NULL;
+	p->cw_n = p->cw_cap = 0;
+}
+
+/* Serialize every dirty index node, children before parents, into the
+ * write list, and pin it until the write is durable. */
+static int close_dirty_nodes(vms_pool *p)
 {
 	for (unsigned l = 0; l < MAX_DEPTH; l++) {
 		node *s = &p->cache.dirty[l];
@@ -155,10 +212,11 @@ static int write_dirty_nodes(vms_pool *p)
 			}
 			put64(n->data + 8, p->txg);
 			n->crc = vms_crc32c(0, n->data, p->bs);
-			int rc = p->io->write(p->io, n->data, p->bs, n->blk << p->bshift);
-			if (rc < 0)
-				return rc;
-			cache_make_clean(p, n);
+			uint8_t *buf = cw_add(p, n->blk);
+			if (!buf)
+				return VMS_ENOMEM;
+			memcpy(buf, n->data, p->bs);
+			cache_pin(p, n);
 		}
 	}
 	for (uint64_t s = 0; s < p->nslots; s++) {
@@ -176,9 +234,8 @@ static int write_dirty_nodes(vms_pool *p)
 	return 0;
 }
 
-static int write_record(vms_pool *p)
+static void record_encode(vms_pool *p, uint8_t *buf)
 {
-	uint8_t buf[SB_SIZE];
 	sb s = {
 		.version = SB_VERSION, .block_size = p->bs,
 		.flags = p->data_checksums ? SB_FLAG_DATA_CSUM : 0,
@@ -192,39 +249,120 @@ static int write_record(vms_pool *p)
 	};
 	memcpy(s.uuid, p->uuid, 16);
 	sb_encode(&s, buf);
-	return p->io->write(p->io, buf, SB_SIZE, (p->txg & 1) << p->bshift);
 }
 
-/* commit_lock held exclusively and pool->lock held. */
-int pool_commit_locked(vms_pool *p)
+/*
+ * Close the open transaction T (commit_lock exclusive, pool->lock held):
+ * serialize its dirty index nodes and page-array pages into the write list
+ * and its commit record into cw_rec, end the deferral of blocks allocated
+ * and freed in T, and open T+1.  No I/O.  Returns 1 when there was nothing
+ * to commit, 0 when T is closed and must be written (commit_write), or an
+ * error (the pool is then read-only).
+ */
+static int commit_close(vms_pool *p)
 {
 	int rc;
 	if (p->readonly)
 		return vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
 	/* with nothing changed, a commit still ends the deferral of freed blocks */
 	if (!p->dirty && !p->defer_now.n && !p->defer_cur.n && !p->defer_prev.n)
-		return 0;
-	if ((rc = write_dirty_nodes(p)) < 0 || (rc = parrays_write(p)) < 0 ||
-	    (rc = p->io->sync(p->io)) < 0 || (rc = write_record(p)) < 0 ||
-	    (rc = p->io->sync(p->io)) < 0) {
+		return 1;
+	p->cw_n = 0;
+	if ((rc = close_dirty_nodes(p)) < 0 || (rc = parrays_close(p)) < 0) {
 		pool_set_readonly(p, rc, "commit failed");
 		return vms_error_wrap(rc, "commit of txg %llu", (unsigned long long)p->txg);
 	}
-	sm_release_deferred(p);
+	record_encode(p, p->cw_rec);
+	p->cw_txg = p->txg;
+	sm_close_txg(p);
 	p->txg++;
 	p->dirty = 0;
+	return 0;
+}
+
+/* Write the closed transaction (commit_mx held; no other lock needed: the
+ * write list and record are the commit's own, and their blocks cannot be
+ * reused before commit_finish).  Data blocks were written before the close,
+ * so the first sync orders them and the metadata before the record. */
+static int commit_write(vms_pool *p)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < p->cw_n; i++)
+		rc = p->io->write(p->io, p->cw_buf[i], p->bs, p->cw_blk[i] << p->bshift);
+	if (rc == 0)
+		rc = p->io->sync(p->io);
+	if (rc == 0)
+		rc = p->io->write(p->io, p->cw_rec, SB_SIZE, (p->cw_txg & 1) << p->bshift);
+	if (rc == 0)
+		rc = p->io->sync(p->io);
+	return rc;
+}
+
+/* pool->lock held. */
+static int commit_finish(vms_pool *p, int rc)
+{
+	cw_reset(p);
+	if (rc < 0) {
+		/* pinned nodes stay pinned: the disk does not hold them */
+		pool_set_readonly(p, rc, "commit failed");
+		return vms_error_wrap(rc, "commit of txg %llu", (unsigned long long)p->cw_txg);
+	}
+	p->durable_txg = p->cw_txg;
+	sm_txg_durable(p);
+	cache_unpin_all(p);
 	cache_evict(p);
 	return 0;
 }
 
-int vms_pool_commit(vms_pool *p)
+/* A whole commit by a caller that holds commit_mx, commit_lock exclusively
+ * and pool->lock (or runs alone: create, open). */
+int pool_commit_locked(vms_pool *p)
 {
+	int rc = commit_close(p);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	return commit_finish(p, commit_write(p));
+}
+
+/*
+ * Make txg `target` (and everything before it) durable.  Commits are one at
+ * a time (commit_mx); a caller whose target an earlier commit covered
+ * returns at once, so concurrent flushes share one commit.  The exclusive
+ * section is commit_close only; the writes and syncs run while I/O goes on
+ * in the next transaction.  Called without locks.
+ */
+int pool_commit_to(vms_pool *p, uint64_t target)
+{
+	int rc;
+	pthread_mutex_lock(&p->commit_mx);
+	pthread_mutex_lock(&p->lock);
+	int covered = p->durable_txg >= target;
+	pthread_mutex_unlock(&p->lock);
+	if (covered) {
+		pthread_mutex_unlock(&p->commit_mx);
+		return 0;
+	}
 	pthread_rwlock_wrlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
-	int rc = pool_commit_locked(p);
+	rc = commit_close(p);
 	pthread_mutex_unlock(&p->lock);
 	pthread_rwlock_unlock(&p->commit_lock);
-	return rc;
+	if (rc == 0) {
+		rc = commit_write(p);
+		pthread_mutex_lock(&p->lock);
+		rc = commit_finish(p, rc);
+		pthread_mutex_unlock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->commit_mx);
+	return rc < 0 ? rc : 0;
+}
+
+int vms_pool_commit(vms_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	uint64_t target = p->txg; /* everything up to now, open txg included */
+	pthread_mutex_unlock(&p->lock);
+	return pool_commit_to(p, target);
 }
 
 /* ---- background commit ------------------------------------------------------ */
@@ -287,6 +425,7 @@ static vms_pool *pool_new(vms_io *io, const vms_pool_options *opts)
 		return NULL;
 	p->io = io;
 	p->lock_fd = -1;
+	pthread_mutex_init(&p->commit_mx, NULL);
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
 	/* commit must not starve behind a stream of readers */
@@ -312,12 +451,15 @@ static void pool_free(vms_pool *p)
 	sm_teardown(p);
 	free(p->recs);
 	free(p->vidx);
+	free(p->free_slots);
 	free(p->witems);
+	cw_free(p);
 	if (p->io)
 		p->io->close(p->io);
 	if (p->lock_fd >= 0)
 		close(p->lock_fd);
 	pthread_rwlock_destroy(&p->commit_lock);
+	pthread_mutex_destroy(&p->commit_mx);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->bg_lock);
 	pthread_cond_destroy(&p->bg_cond);
@@ -482,6 +624,7 @@ static int pool_load(vms_pool *p, const vms_pool_options *opts)
 	memcpy(p->uuid, s.uuid, 16);
 	p->data_checksums = !!(s.flags & SB_FLAG_DATA_CSUM);
 	p->txg = s.txg + 1;
+	p->durable_txg = s.txg;
 	p->next_id = s.next_id;
 	p->reserve = s.reserve;
 	if (opts && opts->reserve_blocks)
@@ -526,6 +669,12 @@ int vms_pool_open(vms_pool **out, vms_io *io, const vms_pool_options *opts)
 	}
 	if ((rc = pool_load(p, opts)) < 0)
 		goto done;
+	if (opts && opts->read_only) {
+		p->readonly = p->opened_readonly = 1;
+		snprintf(p->ro_reason, sizeof(p->ro_reason), "opened read-only");
+		*out = p;
+		return 0;
+	}
 	p->dirty = 1; /* see the file comment: records = opened state + successor */
 	if ((rc = pool_commit_locked(p)) < 0 || (rc = start_threads(p)) < 0)
 		goto done;
@@ -536,12 +685,14 @@ done:
 	return rc;
 }
 
-static int lock_file(const char *path, int *fd_out)
+/* Exclusive lock for a writer; shared for read-only opens (several may look
+ * at a pool at once, none while a writer has it). */
+static int lock_file(const char *path, int shared, int *fd_out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return vms_error_set_errno(errno, "open %s", path);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	if (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		int e = errno;
 		close(fd);
 		if (e == EWOULDBLOCK)
@@ -559,7 +710,7 @@ int vms_pool_create_file(vms_pool **out, const char *path, uint64_t size, const 
 	*out = NULL;
 	if ((rc = vms_io_file_open(&io, path, 1, 0)) < 0)
 		return rc;
-	if ((rc = lock_file(path, &fd)) < 0) {
+	if ((rc = lock_file(path, 0, &fd)) < 0) {
 		io->close(io);
 		return rc;
 	}
@@ -577,9 +728,10 @@ int vms_pool_open_file(vms_pool **out, const char *path, const vms_pool_options 
 	vms_io *io;
 	int fd = -1, rc;
 	*out = NULL;
-	if ((rc = lock_file(path, &fd)) < 0)
+	int ro = opts && opts->read_only;
+	if ((rc = lock_file(path, ro, &fd)) < 0)
 		return rc;
-	if ((rc = vms_io_file_open(&io, path, 0, 0)) < 0) {
+	if ((rc = vms_io_file_open(&io, path, 0, ro)) < 0) {
 		close(fd);
 		return rc;
 	}
@@ -597,12 +749,14 @@ int vms_pool_close(vms_pool *p)
 		return 0;
 	stop_threads(p);
 	int rc = 0;
+	pthread_mutex_lock(&p->commit_mx);
 	pthread_rwlock_wrlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
 	if (p->dirty || !p->readonly)
 		rc = pool_commit_locked(p);
 	pthread_mutex_unlock(&p->lock);
 	pthread_rwlock_unlock(&p->commit_lock);
+	pthread_mutex_unlock(&p->commit_mx);
 	pool_free(p);
 	return rc;
 }
@@ -610,6 +764,7 @@ int vms_pool_close(vms_pool *p)
 int vms_pool_grow(vms_pool *p, uint64_t size)
 {
 	int rc = 0;
+	pthread_mutex_lock(&p->commit_mx);
 	pthread_rwlock_wrlock(&p->commit_lock);
 	pthread_mutex_lock(&p->lock);
 	uint64_t total = size / p->bs, cur;
@@ -637,6 +792,7 @@ int vms_pool_grow(vms_pool *p, uint64_t size)
 done:
 	pthread_mutex_unlock(&p->lock);
 	pthread_rwlock_unlock(&p->commit_lock);
+	pthread_mutex_unlock(&p->commit_mx);
 	return rc;
 }
 
@@ -659,7 +815,7 @@ int vms_pool_stats_get(vms_pool_stats *out, vms_pool *p)
 		else
 			out->volumes++;
 	}
-	out->txg = p->txg - 1;
+	out->txg = p->durable_txg;
 	out->cache_nodes = p->cache.nodes;
 	out->cache_hits = p->cache.hits;
 	out->cache_misses = p->cache.misses;

@@ -5,12 +5,15 @@
  * The space map is one u32 reference count per block for data and metadata
  * alike, held in memory as a flat array.  A block is allocatable when its
  * count is 0 and it is not busy.  A freed block is busy until it can no
- * longer be reached from either commit record on disk:
- *   - fresh (allocated in the open txg): until the open txg commits
- *     (list defer_now); readers that looked it up have finished by then,
- *     because commit takes commit_lock exclusively;
- *   - committed: until the txg after the open one commits (defer_cur, then
- *     defer_prev), so falling back to the older commit record is safe.
+ * longer be reached from either commit record on disk, nor by a read that
+ * looked it up before it was freed:
+ *   - fresh (allocated in the open txg T): until T is closed (list
+ *     defer_now); no record reaches it, and readers that looked it up have
+ *     finished, because closing takes commit_lock exclusively;
+ *   - committed: freed in T, it is reachable from record T-1; it waits
+ *     (defer_cur, at the close of T defer_closing, once record T is durable
+ *     defer_prev) until record T+1 is durable.  Then the records on disk are
+ *     T and T+1, and close(T+1) came after every read that saw it.
  *
  * Page arrays: the space map's counts and the volume table's records are
  * cut into pages of one block each, under a radix tree of NT_VINT nodes of
@@ -159,18 +162,29 @@ static void release_list(vms_pool *p, blist *l)
 	l->n = 0;
 }
 
-/* After a successful commit (commit_lock held exclusively). */
-void sm_release_deferred(vms_pool *p)
+/* Closing txg T (commit_lock held exclusively): blocks allocated and freed
+ * in T become allocatable, T's blocks are no longer fresh (T+1 shadows them
+ * instead of writing in place), T's committed frees wait for record T+1. */
+void sm_close_txg(vms_pool *p)
 {
 	release_list(p, &p->defer_now);
-	release_list(p, &p->defer_prev);
-	blist t = p->defer_prev;
-	p->defer_prev = p->defer_cur;
+	blist t = p->defer_closing; /* empty: the previous commit finished */
+	p->defer_closing = p->defer_cur;
 	p->defer_cur = t;
 	for (size_t i = 0; i < p->fresh_list.n; i++)
 		if (p->fresh_list.v[i] < p->total_blocks)
 			bit_clr(p->fresh, p->fresh_list.v[i]);
 	p->fresh_list.n = 0;
+}
+
+/* Record T is durable (pool->lock held): the blocks freed in T-1 are
+ * reachable from neither record T-1 nor T; T's wait for record T+1. */
+void sm_txg_durable(vms_pool *p)
+{
+	release_list(p, &p->defer_prev);
+	blist t = p->defer_prev;
+	p->defer_prev = p->defer_closing;
+	p->defer_closing = t;
 }
 
 int sm_setup(vms_pool *p, uint64_t total_blocks)
@@ -212,6 +226,7 @@ void sm_teardown(vms_pool *p)
 	blist_free(&p->fresh_list);
 	blist_free(&p->defer_now);
 	blist_free(&p->defer_cur);
+	blist_free(&p->defer_closing);
 	blist_free(&p->defer_prev);
 	parray_free(&p->smap);
 	parray_free(&p->vtab);
@@ -403,12 +418,16 @@ static void vtab_page_fill(vms_pool *p, uint64_t j, uint8_t *payload)
 	}
 }
 
-static int parray_serialize(vms_pool *p, parray *a, uint8_t *buf)
+/* Serialize every relocated node into the commit's write list. */
+static int parray_serialize(vms_pool *p, parray *a)
 {
 	for (uint32_t l = 0; l <= a->depth; l++) {
 		for (uint64_t j = 0; j < a->n[l]; j++) {
 			if (a->dirty[l][j] != 2)
 				continue;
+			uint8_t *buf = cw_add(p, a->blk[l][j]);
+			if (!buf)
+				return VMS_ENOMEM;
 			memset(buf, 0, p->bs);
 			node_header(buf, l ? NT_VINT : a->type, (uint8_t)l, p->txg);
 			if (l == 0 && a->type == NT_SMAP)
@@ -424,9 +443,6 @@ static int parray_serialize(vms_pool *p, parray *a, uint8_t *buf)
 					put32(buf + NODE_HDR + 16 * k + 8, a->crc[l - 1][c]);
 				}
 			a->crc[l][j] = vms_crc32c(0, buf, p->bs);
-			int rc = p->io->write(p->io, buf, p->bs, a->blk[l][j] << p->bshift);
-			if (rc < 0)
-				return rc;
 			a->dirty[l][j] = 0;
 		}
 	}
@@ -434,8 +450,9 @@ static int parray_serialize(vms_pool *p, parray *a, uint8_t *buf)
 	return 0;
 }
 
-/* Commit step: relocate and write both page arrays.  pool->lock held. */
-int parrays_write(vms_pool *p)
+/* Commit step (closing a txg): relocate both page arrays and serialize
+ * their changed nodes into the commit's write list.  pool->lock held. */
+int parrays_close(vms_pool *p)
 {
 	int rc, moved;
 	do {
@@ -445,14 +462,9 @@ int parrays_write(vms_pool *p)
 		if ((rc = parray_relocate(p, &p->smap, &moved)) < 0)
 			return rc;
 	} while (moved);
-	uint8_t *buf = malloc(p->bs);
-	if (!buf)
-		return vms_error_set(VMS_ENOMEM, "out of memory");
-	rc = parray_serialize(p, &p->vtab, buf);
-	if (rc == 0)
-		rc = parray_serialize(p, &p->smap, buf);
-	free(buf);
-	return rc;
+	if ((rc = parray_serialize(p, &p->vtab)) < 0)
+		return rc;
+	return parray_serialize(p, &p->smap);
 }
 
 /* Calls cb for every block of the page array (check). */

@@ -59,6 +59,7 @@ int vindex_rebuild(vms_pool *p)
 	p->vidx = v;
 	p->nvidx = n;
 	p->vidx_cap = cap;
+	p->free_slots_ready = 0;
 	return 0;
 }
 
@@ -89,26 +90,94 @@ void vol_mark(vms_pool *p, const vrec *r)
 	p->dirty = 1;
 }
 
+/* ---- free slots: a min-heap, so creation takes the lowest free slot in
+ * O(log n) (the table stays compact and vtab_trim can give pages back).
+ * Entries may be stale (a slot past a trimmed end, or taken since): pop
+ * skips them; the heap is rebuilt when stale entries outnumber the slots. */
+
+/* Grow the array *pv of *cap elements of `elem` bytes. */
+static int array_grow(void *pv, size_t *cap, size_t elem)
+{
+	void **v = pv;
+	size_t nc = *cap * 2 + 64;
+	void *n = realloc(*v, nc * elem);
+	if (!n)
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	*v = n;
+	*cap = nc;
+	return 0;
+}
+
+static int slot_push(vms_pool *p, uint64_t s)
+{
+	if (p->nfree_slots == p->free_slots_cap &&
+	    array_grow(&p->free_slots, &p->free_slots_cap, sizeof(*p->free_slots)) < 0)
+		return VMS_ENOMEM;
+	size_t i = p->nfree_slots++;
+	while (i > 0 && p->free_slots[(i - 1) / 2] > s) {
+		p->free_slots[i] = p->free_slots[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	p->free_slots[i] = s;
+	return 0;
+}
+
+static uint64_t slot_pop(vms_pool *p)
+{
+	uint64_t top = p->free_slots[0], last = p->free_slots[--p->nfree_slots];
+	size_t i = 0, n = p->nfree_slots;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && p->free_slots[c + 1] < p->free_slots[c])
+			c++;
+		if (p->free_slots[c] >= last)
+			break;
+		p->free_slots[i] = p->free_slots[c];
+		i = c;
+	}
+	if (n)
+		p->free_slots[i] = last;
+	return top;
+}
+
+static int slots_rebuild(vms_pool *p)
+{
+	p->nfree_slots = 0;
+	for (uint64_t s = 0; s < p->nslots; s++)
+		if (!p->recs[s].id && slot_push(p, s) < 0)
+			return VMS_ENOMEM;
+	p->free_slots_ready = 1;
+	return 0;
+}
+
 /* A new record with a fresh id; may move p->recs (re-find older pointers). */
 int vol_slot_new(vms_pool *p, vrec **out)
 {
-	uint64_t s;
-	for (s = 0; s < p->nslots; s++)
-		if (!p->recs[s].id)
+	int rc;
+	if ((!p->free_slots_ready || p->nfree_slots > 2 * p->nslots + 64) &&
+	    (rc = slots_rebuild(p)) < 0)
+		return rc;
+	uint64_t s = UINT64_MAX;
+	while (p->nfree_slots) {
+		uint64_t c = slot_pop(p);
+		if (c < p->nslots && !p->recs[c].id) {
+			s = c;
 			break;
-	if (s == p->nslots) {
-		int rc = vtab_grow(p);
-		if (rc < 0)
+		}
+	}
+	if (s == UINT64_MAX) {
+		uint64_t old = p->nslots;
+		if ((rc = vtab_grow(p)) < 0)
 			return rc;
+		s = old;
+		for (uint64_t c = old + 1; c < p->nslots; c++)
+			if ((rc = slot_push(p, c)) < 0)
+				return rc;
 	}
-	if (p->nvidx == p->vidx_cap) {
-		size_t cap = p->vidx_cap * 2 + 64;
-		vindex *v = realloc(p->vidx, cap * sizeof(*v));
-		if (!v)
-			return vms_error_set(VMS_ENOMEM, "out of memory");
-		p->vidx = v;
-		p->vidx_cap = cap;
-	}
+	if (p->nvidx == p->vidx_cap && (rc = array_grow(&p->vidx, &p->vidx_cap, sizeof(*p->vidx))) < 0)
+		return rc;
 	vrec *r = &p->recs[s];
 	memset(r, 0, sizeof(*r));
 	r->id = p->next_id++;
@@ -133,6 +202,9 @@ void vol_remove(vms_pool *p, vrec *r)
 		p->ndeleting--;
 	vol_mark(p, r);
 	memset(r, 0, sizeof(*r));
+	/* a failed push only costs a rebuild of the heap later */
+	if (slot_push(p, (uint64_t)(r - p->recs)) < 0)
+		p->free_slots_ready = 0;
 	vtab_trim(p);
 }
 
@@ -652,17 +724,27 @@ done:
 	return rc;
 }
 
-/* Commit when dirty metadata outgrows its bound (called without locks). */
+/* Commit when dirty metadata outgrows its bound (called without locks).
+ * Past the bound a write starts a commit only when none is in flight (it
+ * does not wait for one); past twice the bound it waits (a throttle, so
+ * dirty metadata stays bounded however fast the writes come). */
 static int maybe_commit(vms_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
-	int need = p->cache.ndirty > p->cache.max_nodes / 2 + 16 ||
-	           p->smap.ndirty + p->vtab.ndirty > 4096 ||
+	uint64_t soft = p->cache.max_nodes / 2 + 16;
+	int need = p->cache.ndirty > soft || p->smap.ndirty + p->vtab.ndirty > 4096 ||
 	           p->fresh_list.n > (1u << 20) ||
 	           p->reserve + sm_commit_need(p) > sm_avail(p) / 2;
+	int hard = p->cache.ndirty > 2 * soft || p->smap.ndirty + p->vtab.ndirty > 8192 ||
+	           p->fresh_list.n > (2u << 20) || p->reserve + sm_commit_need(p) > sm_avail(p) / 2;
+	uint64_t target = p->txg;
 	pthread_mutex_unlock(&p->lock);
-	if (need)
-		(void)vms_pool_commit(p); /* a failure turns the pool read-only */
+	if (hard)
+		(void)pool_commit_to(p, target); /* a failure turns the pool read-only */
+	else if (need && pthread_mutex_trylock(&p->commit_mx) == 0) {
+		pthread_mutex_unlock(&p->commit_mx); /* none in flight: start one */
+		(void)pool_commit_to(p, target);
+	}
 	return 0;
 }
 
@@ -714,7 +796,13 @@ int vms_vol_flush(vms_pool *p, vms_vol_id id)
 	pthread_mutex_unlock(&p->lock);
 	if (rc < 0)
 		return rc;
-	return vms_pool_commit(p);
+	/* The writes this flush covers went to the open txg, or, when nothing
+	 * changed since the last close, to the one before (perhaps being
+	 * written now): flushes arriving together share one commit. */
+	pthread_mutex_lock(&p->lock);
+	uint64_t target = p->dirty ? p->txg : p->txg - 1;
+	pthread_mutex_unlock(&p->lock);
+	return pool_commit_to(p, target);
 }
 
 /* ---- block status ----------------------------------------------------------- */
@@ -957,8 +1045,10 @@ int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
 		goto done;
 	if (size < r->size) {
 		uint64_t cut = (size + p->bs - 1) & ~(uint64_t)(p->bs - 1);
-		if (cut > size && cut <= r->size &&
-		    (rc = modify_range(p, vol, OP_ZERO, NULL, cut - size, size)) < 0)
+		/* zero the new last block's tail (up to the old size when that
+		 * ends in the same block: a later grow must read zeros there) */
+		uint64_t zend = cut < r->size ? cut : r->size;
+		if (zend > size && (rc = modify_range(p, vol, OP_ZERO, NULL, zend - size, size)) < 0)
 			goto done;
 		/* unmap every block past the new end, the old partial last one too */
 		uint64_t old_end = (r->size + p->bs - 1) & ~(uint64_t)(p->bs - 1);
