@@ -309,8 +309,8 @@ static void w_close(vms_io *io)
 		pthread_mutex_unlock(&reg_lock);
 		vms_io_fault_stats st;
 		vms_io_fault_stats_get(&st, w->f);
-		vmsd_warn("TEST-ONLY fault injection on %s: %" PRIu64 " operation(s) failed (%" PRIu64
-		          " reads, %" PRIu64 " writes, %" PRIu64 " syncs seen)",
+		vmsd_warn("TEST-ONLY fault injection on %s: %" PRIu64 " operation(s) failed (the shim "
+		          "saw %" PRIu64 " reads, %" PRIu64 " writes, %" PRIu64 " syncs)",
 		          w->path, st.failed, st.reads, st.writes, st.syncs);
 		vms_io_fault_free(w->f); /* closes below */
 	} else {
