@@ -243,26 +243,25 @@ static vms_io *route(wrap *w, uint64_t len)
 	return w->f && len >= spec.minlen ? vms_io_fault_io(w->f) : w->below;
 }
 
+/* Log a failed read or write; returns rc. */
+static int logged(int rc, const wrap *w, const char *what, size_t len, uint64_t off)
+{
+	if (rc < 0)
+		vmsd_warn("pool file %s: %s of %zu bytes at %" PRIu64 " failed: %s", w->path, what, len,
+		          off, vms_error_last());
+	return rc;
+}
+
 static int w_read(vms_io *io, void *buf, size_t len, uint64_t off)
 {
-	wrap *w = (wrap *)io;
-	vms_io *to = route(w, len);
-	int rc = to->read(to, buf, len, off);
-	if (rc < 0)
-		vmsd_warn("pool file %s: read of %zu bytes at %" PRIu64 " failed: %s", w->path, len, off,
-		          vms_error_last());
-	return rc;
+	vms_io *to = route((wrap *)io, len);
+	return logged(to->read(to, buf, len, off), (wrap *)io, "read", len, off);
 }
 
 static int w_write(vms_io *io, const void *buf, size_t len, uint64_t off)
 {
-	wrap *w = (wrap *)io;
-	vms_io *to = route(w, len);
-	int rc = to->write(to, buf, len, off);
-	if (rc < 0)
-		vmsd_warn("pool file %s: write of %zu bytes at %" PRIu64 " failed: %s", w->path, len, off,
-		          vms_error_last());
-	return rc;
+	vms_io *to = route((wrap *)io, len);
+	return logged(to->write(to, buf, len, off), (wrap *)io, "write", len, off);
 }
 
 static int w_sync(vms_io *io)
