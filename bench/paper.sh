@@ -8,7 +8,7 @@
 #   bench/paper.sh --help         all options
 #
 # For every system and every N in the list the disk (2 GiB, fully written)
-# gets N snapshots with about 1.5% of it rewritten at random before each one,
+# gets N snapshots with about 1% of it rewritten at random before each one,
 # then fio's nbd engine runs the paper's Table 1 load (2 KiB, 67% reads, 100%
 # random, iodepth 16) and the same job read-only.  Every fio job must report
 # no error; a verify pass (verify=crc32c, across a snapshot and a server
@@ -34,9 +34,9 @@ usage: bench/paper.sh [options]
                         (default: all; unavailable vmsnap systems are skipped
                         with a note unless --strict or CI=true)
   --n "LIST"            snapshot counts to measure (default "0 1 2 4 8 16 32 64 128 256")
-  --runtime SEC         seconds per fio pass, after 1 s of ramp (default 5)
+  --runtime SEC         seconds per fio pass, after 1 s of ramp (default 3)
   --size SIZE           disk size, fio syntax (default 2g)
-  --rewrite-pct P       percent of the disk rewritten before each snapshot (default 1.5)
+  --rewrite-pct P       percent of the disk rewritten before each snapshot (default 1)
   --extent SIZE         size of each rewrite (default 64k)
   --budget SEC          stop building a system's snapshots once building them
                         (rewrites + snapshot ops, not the measurements) took
@@ -48,16 +48,17 @@ usage: bench/paper.sh [options]
   --build DIR           CMake build directory with vmsnapd and vmsnap (default build)
   --strict              a system whose prerequisites are missing is an error
   --no-plot             skip the gnuplot figures
+  --eta                 print the expected duration (idle machine) and exit
 EOF
 }
 
 QUICK=0
 SYSTEMS=$ALL_SYSTEMS
 NLIST="0 1 2 4 8 16 32 64 128 256"
-RUNTIME=5
+RUNTIME=3
 RAMP=1
 SIZE=2g
-REWRITE_PCT=1.5
+REWRITE_PCT=1
 EXTENT=64k
 BUDGET=600
 MGMT_SIZES="256m 1g 4g"
@@ -67,6 +68,7 @@ WORK=
 BUILD_DIR=$TOP/build
 STRICT=0
 PLOT=1
+ETA_ONLY=0
 [ "${CI:-}" = true ] && STRICT=1
 ARGS=("$@")
 set_n=0 set_runtime=0 set_size=0 set_mgmt=0
@@ -87,6 +89,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD_DIR=$2; shift ;;
     --strict) STRICT=1 ;;
     --no-plot) PLOT=0 ;;
+    --eta) ETA_ONLY=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -129,6 +132,53 @@ NLIST=$(tr ' ' '\n' <<<"$NLIST" | sort -n -u | tr '\n' ' ')
 NMAX=$(tr ' ' '\n' <<<"$NLIST" | sort -n | tail -1)
 [ -n "$SEED" ] || SEED=$(( (RANDOM << 15 | RANDOM) % 1000000 + 1 ))
 valid_int "$SEED" || bench_die "--seed must be a number"
+# Expected duration on an idle 2-core machine, from a cost model of each
+# system (seconds; measured piece by piece, see docs/bench-paper.md):
+#   fill      seconds per GiB to fill a disk through NBD
+#   step      seconds per snapshot built at 2 GiB with a 1.5% rewrite (the
+#             rewrite scales with the disk size and --rewrite-pct)
+#   op        seconds per timed snapshot/rollback/delete op
+#   warm      seconds per GiB to read a disk back into the page cache before
+#             a measurement (only where a rollback dropped it: vmsnap zfs
+#             and reflink)
+eta_model() { # system -> "fill step op warm"
+  case $1 in
+    raw-nbdkit|raw-qemu) echo "2.5 0 0 0" ;;
+    qcow2-chain) echo "2.5 0.3 0.4 0" ;;
+    qcow2-internal) echo "2.5 0.7 0.5 0" ;;
+    vmsnap-native) echo "3 0.25 0.15 0" ;;
+    vmsnap-reflink) echo "3 0.45 0.3 1.5" ;;
+    vmsnap-zfs) echo "12 0.9 1.5 12" ;;
+  esac
+}
+eta_seconds() {
+  local s fn maxn pts m total=0 gib scale sizes_gib=0 sz
+  gib=$(awk -v b="$SIZE_B" 'BEGIN { print b / 1073741824 }')
+  scale=$(awk -v g="$gib" -v p="$REWRITE_PCT" 'BEGIN { print g / 2 * p / 1.5 }')
+  for sz in $MGMT_SIZES; do sizes_gib=$(awk -v a="$sizes_gib" -v b="$(to_bytes "$sz")" 'BEGIN { print a + b / 1073741824 }'); done
+  for s in $SYSTEMS; do
+    fn=${s//-/_}
+    "${fn}_check" >/dev/null 2>&1 || continue
+    maxn=$("${fn}_max_n"); [ "$maxn" -gt "$NMAX" ] && maxn=$NMAX
+    pts=0; for n in $NLIST; do [ "$n" -le "$maxn" ] && pts=$((pts + 1)); done
+    m=$(eta_model "$s")
+    total=$(awk -v t="$total" -v m="$m" -v g="$gib" -v sc="$scale" -v maxn="$maxn" -v pts="$pts" \
+                -v rt="$RUNTIME" -v ramp="$RAMP" -v sg="$sizes_gib" 'BEGIN {
+      split(m, c, " ")
+      fill = c[1] * g; build = maxn * (c[2] * sc + 0.05)
+      point = 2 * (rt + ramp + 1) + 1.5 + (maxn > 0 ? 3 * c[3] + 1 : 0)
+      warm = (pts > 2 ? pts - 2 : 0) * c[4] * g
+      verify = 10 + (maxn > 0 ? 2 * c[3] + 1 : 0)
+      sweep = (maxn > 0 && sg > 0) ? c[1] * sg + 3 * (c[2] + 0.5) * 3 + 3 * c[3] * 3 : 0
+      printf "%.0f", t + 3 + fill + build + pts * point + warm + verify + sweep }')
+  done
+  echo "$total"
+}
+ETA_S=$(eta_seconds)
+if [ "$ETA_ONLY" = 1 ]; then
+  echo "expected duration on an idle 2-core machine: about $(( (ETA_S + 59) / 60 )) min ($ETA_S s)"
+  exit 0
+fi
 [ -n "$OUT" ] || OUT=$BENCH_DIR/results/run-$(date -u +%Y%m%dT%H%M%S)
 mkdir -p "$OUT" || bench_die "cannot create $OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -156,6 +206,8 @@ MGMT_HDR="system,op,series,disk_bytes,n,ms"
 CHECKS_HDR="system,check,n,result,detail"
 
 bench_log "seed $SEED (replay with --seed $SEED); results in $OUT; log $BENCH_LOG"
+
+bench_log "expected duration on an idle 2-core machine: about $(( (ETA_S + 59) / 60 )) min (load average now $(cut -d' ' -f1 /proc/loadavg); more under load)"
 {
   echo "command: bench/paper.sh ${ARGS[*]}"
   echo "seed: $SEED"
@@ -272,7 +324,7 @@ timed_op() { # system fn op disk_bytes n args... -> appends to mgmt.csv
   bench_csv_append "$MGMT" "$MGMT_HDR" "$sys,$op,$MGMT_SERIES,$disk,$n,$TIMED_MS"
 }
 
-# The verify pass: write 1/32 of the disk (at most 16 MiB: 2 KiB writes
+# The verify pass: write 1/32 of the disk (at most 8 MiB: 2 KiB writes
 # are slow where each one copies a cluster) with crc32c headers at random
 # and read it back, snapshot (so
 # the data now lives below the live layer), restart the server and verify
@@ -280,7 +332,7 @@ timed_op() { # system fn op disk_bytes n args... -> appends to mgmt.csv
 verify_pass() { # system fn n
   local sys=$1 fn=$2 n=$3 uri vargs ok=1
   local vbytes=$((SIZE_B / 32))
-  [ "$vbytes" -le $((16 * 1024 * 1024)) ] || vbytes=$((16 * 1024 * 1024))
+  [ "$vbytes" -le $((8 * 1024 * 1024)) ] || vbytes=$((8 * 1024 * 1024))
   vargs=(--rw=randwrite --bs=2k --iodepth=16 --size="$SIZE_B" --io_size="$vbytes"
          --verify=crc32c --verify_fatal=1 --randrepeat=0 --randseed=$((SEED + 777)))
   serve "$fn" && bench_probe_open 2>>"$BENCH_LOG" || ok=0
@@ -312,9 +364,14 @@ budget_left() { # -> seconds left (0: spent); "0" budget means unlimited
   if [ "$1" -eq 0 ]; then echo 1000000; elif [ "$BUILT_S" -lt "$1" ]; then echo $(($1 - BUILT_S)); else echo 0; fi
 }
 build_snapshots() { # system fn from to seed_base budget
-  local sys=$1 fn=$2 from=$3 to=$4 seed=$5 budget=$6 n t0 left rw ms rc=0
+  local sys=$1 fn=$2 from=$3 to=$4 seed=$5 budget=$6 t_all=$SECONDS
   BUILT_N=$((from - 1))
   [ "$to" -ge "$from" ] || return 0
+  build_snapshots_1 "$@" || return 1
+  bench_log "$sys: snapshots $from..$BUILT_N built in $((SECONDS - t_all)) s"
+}
+build_snapshots_1() {
+  local sys=$1 fn=$2 from=$3 to=$4 seed=$5 budget=$6 n t0 left rw ms rc=0
   if declare -F "${fn}_build" >/dev/null; then
     left=$(budget_left "$budget")
     [ "$left" -gt 0 ] || return 0
@@ -424,6 +481,7 @@ for s in $SYSTEMS; do run_system "$s"; done
 MGMT_SERIES=size
 for s in $SYSTEMS; do mgmt_sweep "$s"; done
 echo "loadavg_end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
+echo "duration_s: $SECONDS (expected on an idle machine: $ETA_S)" >>"$OUT/meta.txt"
 
 if [ "$PLOT" = 1 ] && [ -s "$RUNS" ]; then
   if command -v gnuplot >/dev/null; then

@@ -25,7 +25,8 @@
 #   <s>_ops_begin             untimed preparation before a snapshot op
 #   <s>_warm                  untimed, before each measurement: bring the
 #                             disk's data back into the page cache where a
-#                             snapshot op dropped it (vmsnap zfs: rollback)
+#                             snapshot op dropped it (vmsnap zfs, reflink:
+#                             rollback)
 #   <s>_build FROM TO SEED_BASE BUDGET_S
 #                             build snapshots FROM..TO (each after a rewrite)
 #                             in one process; print "N,rewrite_ms,snapshot_ms"

@@ -133,27 +133,36 @@ vs_build() { # from to seed_base budget_s
 vs_snapshot() { vs_cli snapshot create vm1 "$1"; }
 vs_rollback() { vs_cli vm rollback vm1 "$1"; }
 vs_delete() { vs_cli snapshot delete "vm1@$1"; }
-# The live disk file of a zfs SR, in the VM's dataset mount (views of
-# snapshots are mounted beside it as <vm>.view.<snap>).
-vs_zfs_disk_file() {
-  local f
-  for f in "$VS_DIR"/zmnt/sr/*/*.raw; do
+# The live disk file of a zfs SR (in the VM's dataset mount; views of
+# snapshots are mounted beside it as <vm>.view.<snap>) or of a reflink SR
+# (<sr>/<vm>/disks/; snapshots are in <sr>/<vm>/snapshots/).
+vs_disk_file() {
+  local f pat
+  case $VS_TYPE in
+    zfs) pat="$VS_DIR/zmnt/sr/*/*.raw" ;;
+    reflink) pat="$VS_MNT/sr/*/disks/*.raw" ;;
+    *) return 1 ;;
+  esac
+  for f in $pat; do
     case $f in *.view.*) continue ;; esac
     [ -f "$f" ] && { echo "$f"; return 0; }
   done
   return 1
 }
-# Before a measurement: zfs-fuse drops the kernel page cache of a dataset's
-# files when it is rolled back (zfs rollback), and its own ARC (100 MiB in
-# Debian's /etc/zfs/zfsrc) cannot hold the disk: every 2 KiB read then costs
-# a 128 KiB record read, checksum and decompression in zfs-fuse, ~1k IOPS
-# (docs/bench-paper.md, "vmsnap zfs and the page cache").  Every other system
-# is measured with its data in the page cache, so the zfs SR's disk file is
-# read once sequentially (4 readers) when less than 95% of it is cached.
+# Before a measurement: a rollback leaves the disk file with an empty page
+# cache.  zfs-fuse drops the cache of a dataset's files on `zfs rollback`,
+# and its own ARC (100 MiB in Debian's /etc/zfs/zfsrc) cannot hold the disk:
+# every 2 KiB read then costs a 128 KiB record read, checksum and
+# decompression in zfs-fuse, ~1k IOPS (docs/bench-paper.md, "Two anomalies
+# of that run, explained").  A reflink rollback puts a new file (FICLONE) in
+# place, uncached too (its blocks still are, in the loop device's backing
+# file).  Every other system is measured with its data in the page cache, so
+# the disk file is read once sequentially (4 readers) when less than 95% of
+# it is cached.
 vs_warm() {
-  [ "$VS_TYPE" = zfs ] || return 0
+  [ "$VS_TYPE" = zfs ] || [ "$VS_TYPE" = reflink ] || return 0
   local f size res i q pids=()
-  f=$(vs_zfs_disk_file) || return 1
+  f=$(vs_disk_file) || return 1
   size=$(stat -c %s "$f") || return 1
   res=$(fincore -n -b -o RES "$f" 2>/dev/null) || res=0
   [ $((res * 100)) -lt $((size * 95)) ] || return 0
@@ -163,7 +172,7 @@ vs_warm() {
     pids+=($!)
   done
   wait "${pids[@]}"   # only these: servers run in the background too
-  bench_log "zfs: disk file was $((res * 100 / size))% in the page cache; read it in (now $(($(fincore -n -b -o RES "$f" 2>/dev/null || echo 0) * 100 / size))%)"
+  bench_log "$VS_TYPE: disk file was $((res * 100 / size))% in the page cache; read it in (now $(($(fincore -n -b -o RES "$f" 2>/dev/null || echo 0) * 100 / size))%)"
 }
 vs_alloc() {
   case $VS_TYPE in

@@ -88,6 +88,16 @@ for f in iops-db iops-read mbps-db lat-mean-db lat-p99-read open-read rss-read m
 done
 check "the summary reports the self-checks, none failed" grep -Eq '^Self-checks: [1-9][0-9]* passed, 0 failed' "$OUT/summary.md"
 
+t_begin "the expected and the real duration are recorded"
+if grep -Eq '^duration_s: [0-9]+ \(expected on an idle machine: [0-9]+\)' "$OUT/meta.txt" &&
+   grep -q 'expected duration on an idle 2-core machine: about [0-9]* min' "$T/paper.out"; then
+  t_ok
+else
+  t_fail "$(grep duration "$OUT/meta.txt")"
+fi
+check "--eta prints the default run's expected duration and exits" \
+  bash -c "bash '$TOP/bench/paper.sh' --eta --build '$BUILD' | grep -Eq '^expected duration .*about [0-9]+ min'"
+
 t_begin "the work directory is left clean (no server, mount or pool left)"
 left=$( { pgrep -f "$T/work" ; mount | grep -F "$T/work"; zpool status 2>/dev/null | grep -F "$T/work"; losetup -a | grep -F "$T/work"; } 2>/dev/null)
 if [ -z "$left" ]; then t_ok; else t_fail "$left"; fi
