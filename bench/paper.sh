@@ -41,7 +41,7 @@ usage: bench/paper.sh [options]
   --budget SEC          stop building a system's snapshots once building them
                         (rewrites + snapshot ops, not the measurements) took
                         SEC s in all (default 600; 0: no limit)
-  --mgmt-sizes "LIST"   disk sizes for the management-op sweep (default "256m 1g 4g"; "" skips)
+  --mgmt-sizes "LIST"   disk sizes for the management-op sweep (default "128m 512m 2g"; "" skips)
   --seed N              seed for the rewrites and verify pass (default: random, printed)
   --out DIR             results directory (default bench/results/run-<UTC time>)
   --work DIR            scratch directory for disks (default: mktemp under /var/tmp)
@@ -61,7 +61,7 @@ SIZE=2g
 REWRITE_PCT=1
 EXTENT=64k
 BUDGET=600
-MGMT_SIZES="256m 1g 4g"
+MGMT_SIZES="128m 512m 2g"
 SEED=
 OUT=
 WORK=
@@ -133,7 +133,8 @@ NMAX=$(tr ' ' '\n' <<<"$NLIST" | sort -n | tail -1)
 [ -n "$SEED" ] || SEED=$(( (RANDOM << 15 | RANDOM) % 1000000 + 1 ))
 valid_int "$SEED" || bench_die "--seed must be a number"
 # Expected duration on an idle 2-core machine, from a cost model of each
-# system (seconds; measured piece by piece, see docs/bench-paper.md):
+# system (seconds; estimates from the CPU time of single steps and from
+# earlier runs, to be corrected from a quiet run: docs/bench-paper.md):
 #   fill      seconds per GiB to fill a disk through NBD
 #   step      seconds per snapshot built at 2 GiB with a 1.5% rewrite (the
 #             rewrite scales with the disk size and --rewrite-pct)
@@ -144,8 +145,8 @@ valid_int "$SEED" || bench_die "--seed must be a number"
 eta_model() { # system -> "fill step op warm"
   case $1 in
     raw-nbdkit|raw-qemu) echo "2.5 0 0 0" ;;
-    qcow2-chain) echo "2.5 0.3 0.4 0" ;;
-    qcow2-internal) echo "2.5 0.7 0.5 0" ;;
+    qcow2-chain) echo "6 0.45 0.4 0" ;;
+    qcow2-internal) echo "6 0.7 0.5 0" ;;
     vmsnap-native) echo "3 0.25 0.15 0" ;;
     vmsnap-reflink) echo "3 0.45 0.3 1.5" ;;
     vmsnap-zfs) echo "12 0.9 1.5 12" ;;
