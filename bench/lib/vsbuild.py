@@ -26,6 +26,7 @@ import struct
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nbdprobe  # noqa: E402  (the NBD negotiation, bounds-checked)
 
