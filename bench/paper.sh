@@ -177,7 +177,7 @@ eta_seconds() {
 }
 ETA_S=$(eta_seconds)
 if [ "$ETA_ONLY" = 1 ]; then
-  echo "expected duration on an idle 2-core machine: about $(( (ETA_S + 59) / 60 )) min ($ETA_S s)"
+  echo "expected duration on an idle 2-core machine: about $(( (ETA_S + 30) / 60 )) min ($ETA_S s)"
   exit 0
 fi
 [ -n "$OUT" ] || OUT=$BENCH_DIR/results/run-$(date -u +%Y%m%dT%H%M%S)
@@ -208,7 +208,7 @@ CHECKS_HDR="system,check,n,result,detail"
 
 bench_log "seed $SEED (replay with --seed $SEED); results in $OUT; log $BENCH_LOG"
 
-bench_log "expected duration on an idle 2-core machine: about $(( (ETA_S + 59) / 60 )) min (load average now $(cut -d' ' -f1 /proc/loadavg); more under load)"
+bench_log "expected duration on an idle 2-core machine: about $(( (ETA_S + 30) / 60 )) min (load average now $(cut -d' ' -f1 /proc/loadavg); more under load)"
 {
   echo "command: bench/paper.sh ${ARGS[*]}"
   echo "seed: $SEED"
