@@ -1,7 +1,7 @@
 /*
  * bench_engine - in-process benchmark of the native pool engine (pool.h).
  *
- *   bench_engine [--quick] [--csv FILE] [--sizes 1,4,16] [--max-snaps N] [DIR]
+ *   bench_engine [--quick] [--csv FILE] [--sizes 1,16,64] [--max-snaps N] [DIR]
  *
  * Pool files are created in DIR (default /var/tmp) and removed afterwards.
  * Sections (results as a table on stdout and rows in the CSV file, default
@@ -10,10 +10,13 @@
  *      threads on one volume at N = 0, 1, 4, ..., 1024 snapshots, ~1.5% of
  *      the disk rewritten between two snapshots (reads should stay flat;
  *      the mixed runs go to a fresh clone of the volume, deleted after);
- *      also the index cache, resident memory and metadata/data ratio at N;
- *   b. latency of snapshot create, clone, rollback and delete vs the disk's
- *      written size (1, 4, 16 GiB, written sparse-ish: one block in 16) and
- *      vs the number of snapshots;
+ *      also the index cache, resident memory and metadata/data ratio at N
+ *      (index nodes and space map apart, and the index growth per snapshot
+ *      over the data growth);
+ *   b. latency of snapshot create, clone, rollback and delete vs the disk
+ *      size (1 GiB fully written; 1, 16, 64 GiB with one 4 KiB block in
+ *      every 64 KiB written, so that every index leaf is populated) and vs
+ *      the number of snapshots (1 .. 10,000); metadata after each fill;
  *   c. time for the reaper to reclaim a deleted volume / snapshot;
  *   d. write IOPS (2 KiB and 4 KiB, random) in steady state and right after
  *      a snapshot (sub-block writes into shared blocks).
@@ -261,6 +264,17 @@ static void fill(vms_pool *pool, vms_vol_id vol, uint64_t size, uint64_t stride)
 	OK(vms_pool_commit(pool));
 }
 
+/* Metadata as a share of data: index nodes, space map (sized by the pool). */
+static void meta_shares(vms_pool *pool, double *index_pct, double *smap_pct, double *all_pct)
+{
+	vms_pool_stats st;
+	OK(vms_pool_stats_get(&st, pool));
+	double d = st.data_blocks ? (double)st.data_blocks : 1;
+	*index_pct = 100.0 * (double)st.index_blocks / d;
+	*smap_pct = 100.0 * (double)st.smap_blocks / d;
+	*all_pct = 100.0 * (double)st.meta_blocks / d;
+}
+
 static void section_a(int max_snaps)
 {
 	uint64_t disk = quick ? (256ull << 20) : (1ull << 30);
@@ -281,6 +295,7 @@ static void section_a(int max_snaps)
 	       "rss-MiB", "meta%", "preads/rd");
 	uint64_t seed = 99;
 	int have = 0;
+	uint64_t prev_index = 0, prev_data = 0;
 	for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++) {
 		int n = points[p];
 		if (n > max_snaps)
@@ -334,6 +349,21 @@ static void section_a(int max_snaps)
 		row("a", "rss", param, (double)rss / 1024, "MiB");
 		row("a", "preads_per_4k_read", param, preads, "preads");
 		row("a", "meta_over_data", param, meta, "%");
+		double ipct, spct, apct;
+		meta_shares(pool, &ipct, &spct, &apct);
+		/* index blocks added per data block added since the previous point */
+		double marginal = st.data_blocks > prev_data && n > 0
+		                      ? 100.0 * (double)(st.index_blocks - prev_index) /
+		                            (double)(st.data_blocks - prev_data)
+		                      : 0;
+		printf("%6s meta/data: index %.2f%%, space map %.2f%%, volume table %" PRIu64
+		       " blocks; since the previous point: %.1f%% index per new data block\n",
+		       "", ipct, spct, st.vtab_blocks, marginal);
+		prev_index = st.index_blocks;
+		prev_data = st.data_blocks;
+		row("a", "meta_index_over_data", param, ipct, "%");
+		row("a", "meta_smap_over_data", param, spct, "%");
+		row("a", "meta_index_marginal", param, marginal, "%");
 		row("a", "cache_nodes", param, (double)st.cache_nodes, "nodes");
 	}
 	end_pool(pool, path);
@@ -400,6 +430,23 @@ static void print_lat(const char *label, const char *param, const struct lat *l)
 	fflush(stdout);
 }
 
+static void meta_after_fill(vms_pool *pool, const char *label, const char *param, double secs)
+{
+	double ipct, spct, apct;
+	vms_pool_stats st;
+	meta_shares(pool, &ipct, &spct, &apct);
+	OK(vms_pool_stats_get(&st, pool));
+	printf("%-22s written %.2f GiB in %.1f s; meta/data: index %.3f%%, space map %.3f%% "
+	       "(pool of %.1f GiB), all %.3f%%\n",
+	       label, (double)st.data_blocks * st.block_size / (1 << 30), secs, ipct, spct,
+	       (double)st.total_blocks * st.block_size / (1 << 30), apct);
+	row("b", "fill_seconds", param, secs, "s");
+	row("b", "data_written", param, (double)st.data_blocks * st.block_size / (1 << 30), "GiB");
+	row("b", "meta_index_over_data", param, ipct, "%");
+	row("b", "meta_smap_over_data", param, spct, "%");
+	row("b", "meta_over_data", param, apct, "%");
+}
+
 static void section_b(const int *sizes_gib, int nsizes, int max_count)
 {
 	int reps = quick ? 15 : 51;
@@ -408,15 +455,35 @@ static void section_b(const int *sizes_gib, int nsizes, int max_count)
 	       "%d of each)\n", reps);
 	printf("%-22s %10s %10s %10s %10s %14s\n", "disk / snapshots", "snapshot", "clone",
 	       "rollback", "delete", "reap-all (ms)");
+	/* a disk written in full: 1 GiB (256 MiB with --quick) */
+	{
+		uint64_t disk = quick ? (256ull << 20) : (1ull << 30);
+		vms_pool *pool = new_pool(path, sizeof(path), disk + (1ull << 30));
+		vms_vol_id vol;
+		OK(vms_vol_create(&vol, pool, disk));
+		double t0 = now_s();
+		fill(pool, vol, disk, 0);
+		double tf = now_s() - t0;
+		char label[64], param[32];
+		snprintf(label, sizeof(label), "%" PRIu64 " MiB, all written", disk >> 20);
+		snprintf(param, sizeof(param), "full=%" PRIu64 "MiB", disk >> 20);
+		meta_after_fill(pool, label, param, tf);
+		struct lat l = op_latency(pool, vol, reps);
+		print_lat(label, param, &l);
+		end_pool(pool, path);
+	}
 	for (int s = 0; s < nsizes; s++) {
 		uint64_t disk = (uint64_t)sizes_gib[s] << 30;
 		vms_pool *pool = new_pool(path, sizeof(path), disk / 8 + (1ull << 30));
 		vms_vol_id vol;
 		OK(vms_vol_create(&vol, pool, disk));
-		fill(pool, vol, disk, 64 << 10); /* one 4 KiB block per 64 KiB: every leaf full */
+		double t0 = now_s();
+		fill(pool, vol, disk, 64 << 10); /* one 4 KiB block per 64 KiB: every leaf populated */
+		double tf = now_s() - t0;
 		char label[64], param[32];
 		snprintf(label, sizeof(label), "%d GiB, 1 in 16 written", sizes_gib[s]);
 		snprintf(param, sizeof(param), "disk=%dGiB", sizes_gib[s]);
+		meta_after_fill(pool, label, param, tf);
 		struct lat l = op_latency(pool, vol, reps);
 		print_lat(label, param, &l);
 		end_pool(pool, path);
@@ -524,7 +591,7 @@ static void section_d(void)
 int main(int argc, char **argv)
 {
 	const char *csv_path = NULL;
-	char sizes_arg[64] = "1,4,16";
+	char sizes_arg[64] = "1,16,64";
 	int max_snaps = -1;
 	const char *only = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -542,14 +609,14 @@ int main(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s", argv[i]);
 		else {
 			fprintf(stderr,
-			        "usage: bench_engine [--quick] [--csv FILE] [--sizes 1,4,16] "
+			        "usage: bench_engine [--quick] [--csv FILE] [--sizes 1,16,64] "
 			        "[--max-snaps N] [--only abcd] [DIR]\n");
 			return 2;
 		}
 	}
 	if (max_snaps < 0)
 		max_snaps = quick ? 64 : 1024;
-	if (quick && strcmp(sizes_arg, "1,4,16") == 0)
+	if (quick && strcmp(sizes_arg, "1,16,64") == 0)
 		snprintf(sizes_arg, sizeof(sizes_arg), "1,4");
 	int sizes[8], nsizes = 0;
 	for (char *tok = strtok(sizes_arg, ","); tok && nsizes < 8; tok = strtok(NULL, ","))

@@ -172,6 +172,10 @@ typedef struct vms_pool_stats {
 	uint64_t cache_nodes, cache_hits, cache_misses;
 	int readonly;              /* set after a failed commit */
 	int data_checksums;
+	/* meta_blocks by kind: space-map pages and their interior nodes (sized
+	 * by the pool, not by the data), volume-table pages and interior nodes,
+	 * and the rest: the volume trees' index nodes */
+	uint64_t smap_blocks, vtab_blocks, index_blocks;
 } vms_pool_stats;
 
 int vms_pool_stats_get(vms_pool_stats *out, vms_pool *pool);

@@ -821,6 +821,12 @@ int vms_pool_stats_get(vms_pool_stats *out, vms_pool *p)
 	out->cache_misses = p->cache.misses;
 	out->readonly = p->readonly;
 	out->data_checksums = p->data_checksums;
+	for (uint32_t l = 0; l <= p->smap.depth; l++)
+		out->smap_blocks += p->smap.n[l];
+	for (uint32_t l = 0; l <= p->vtab.depth; l++)
+		out->vtab_blocks += p->vtab.n[l];
+	uint64_t pages = out->smap_blocks + out->vtab_blocks;
+	out->index_blocks = p->meta_blocks > pages ? p->meta_blocks - pages : 0;
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
