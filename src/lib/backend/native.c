@@ -543,6 +543,7 @@ done:
 static int parse_ref(vms_vol_id *out, const char *ref)
 {
 	uint64_t v = 0;
+	*out = 0; /* 0 is never a volume id; also keeps -O3's flow analysis quiet */
 	if (!ref || !*ref || strlen(ref) > 20 || ref[0] == '0')
 		goto bad;
 	for (const char *p = ref; *p; p++) {
