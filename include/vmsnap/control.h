@@ -68,6 +68,15 @@ int vms_control_disk_open(vms_disk **out_disk, const vms_backend **out_be, char 
  * quiesce only the disks of the VM being snapshotted. */
 int vms_control_vm_disk_uuids(char ***out, size_t *n, vms_control *ctl, const char *vm_uuid);
 
+/* Open every ready SR of the catalog now rather than at its first use (a
+ * server calls this at start, so that the first client does not wait for a
+ * pool to load).  An SR that cannot be opened is reported through on_error
+ * (may be NULL) and skipped: it is tried again when it is used.  Returns the
+ * number of SRs opened, or a negative code if the catalog cannot be read. */
+int vms_control_sr_open_all(vms_control *ctl,
+                            void (*on_error)(void *ctx, const char *sr_name, const char *message),
+                            void *ctx);
+
 /* Every export name currently available, as a JSON array of objects
  * {"name":..,"description":..,"size":..,"readonly":bool} (malloc'd). */
 int vms_control_list_exports(char **out_json, vms_control *ctl);

@@ -159,6 +159,23 @@ static void hook_changed(void *ctx, const char *vdi_uuid)
 	vmsd_exports_changed(cat->d->xs, vdi_uuid);
 }
 
+static void sr_open_failed(void *ctx, const char *sr_name, const char *message)
+{
+	(void)ctx;
+	vmsd_warn("SR %s: not opened at start (%s); it is tried again at its first use", sr_name, message);
+}
+
+void vmsd_catalog_open_srs(vmsd_catalog *cat)
+{
+	pthread_mutex_lock(&cat->d->control_lock);
+	int n = vms_control_sr_open_all(cat->ctl, sr_open_failed, NULL);
+	pthread_mutex_unlock(&cat->d->control_lock);
+	if (n < 0)
+		vmsd_warn("cannot list the SRs to open at start: %s", vms_error_last());
+	else
+		vmsd_info("%d SR(s) opened", n);
+}
+
 void vmsd_catalog_hooks(vmsd_catalog *cat)
 {
 	vms_control_hooks h = {

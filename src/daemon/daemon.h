@@ -47,6 +47,8 @@ vmsd_source vmsd_catalog_source(vmsd_catalog *cat);
 /* Install the vms_control hooks (quiesce, disk_in_use, disk_changed);
  * call once d->xs exists. */
 void vmsd_catalog_hooks(vmsd_catalog *cat);
+/* Open every ready SR now (failures are logged; such an SR opens at first use). */
+void vmsd_catalog_open_srs(vmsd_catalog *cat);
 /* Execute one control request (takes the control lock).  *out is the
  * response line (malloc'd). */
 int vmsd_catalog_exec(vmsd_catalog *cat, char **out, const char *request);

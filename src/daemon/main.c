@@ -441,8 +441,10 @@ int main(int argc, char **argv)
 		vmsd_error("%s", vms_error_last());
 		goto done;
 	}
-	if (d->cat)
+	if (d->cat) {
 		vmsd_catalog_hooks(d->cat);
+		vmsd_catalog_open_srs(d->cat);
+	}
 	if (d->cat && vmsd_scheduler_start(d, clock_scale, clock_start, run_scheduler) < 0) {
 		vmsd_error("%s", vms_error_last());
 		goto done;

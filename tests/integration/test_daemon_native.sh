@@ -147,6 +147,7 @@ kill -TERM "$DPID"; wait "$DPID"; rc=$?
 [ "$rc" = 0 ] && [ ! -e "$SOCK" ] && t_ok || t_fail "exit $rc"
 
 t_begin "after a restart the data and the snapshots are there"
+: >"$LOG"
 if start_daemon; then
   qemu-io -r -f raw -c 'read -P 0xee 60M 1M' -c 'read -P 0xa1 1M 3M' "$(uri vm1/root)" >/dev/null 2>&1 &&
     qemu-io -r -f raw -c 'read -P 0xa1 0 4M' "$(uri vm1/root@s1)" >/dev/null 2>&1 && t_ok ||
@@ -154,6 +155,7 @@ if start_daemon; then
 else
   t_fail "restart: $(tail -3 "$LOG")"
 fi
+check "the daemon opened the SR at start, before any client" grep -q "info: 1 SR(s) opened" "$LOG"
 
 t_begin "deleting a disk's VM while a client has it open: BUSY, then forced"
 python3 "$CHECK" hold "$SOCK" vm1/data 30 >"$T/hold2.out" 2>&1 &

@@ -238,3 +238,30 @@ done:
 	vms_cat_vdi_list_free(v, nv);
 	return rc;
 }
+
+int vms_control_sr_open_all(vms_control *ctl,
+                            void (*on_error)(void *ctx, const char *sr_name, const char *message),
+                            void *ctx)
+{
+	vms_cat_sr *srs = NULL;
+	size_t n = 0;
+	int rc, opened = 0;
+
+	if ((rc = vms_cat_sr_list(&srs, &n, ctl->cat)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const vms_backend *be;
+		vms_sr_handle *h;
+		if (srs[i].state != VMS_STATE_READY)
+			continue;
+		if (ctl_sr_backend(&be, &h, ctl, srs[i].uuid) < 0) {
+			if (on_error)
+				on_error(ctx, srs[i].name, vms_error_last());
+			continue;
+		}
+		opened++;
+	}
+	vms_cat_sr_list_free(srs, n);
+	vms_error_clear();
+	return opened;
+}
