@@ -1,0 +1,92 @@
+#!/bin/bash
+# bench_nbd_snap.sh - the paper's workload on a native-SR disk with 0 and with
+# N live snapshots, measured side by side (issue 4: "within 5% between 0 and
+# 1,000 snapshots").  One vmsnapd, two native SRs, each with a disk filled
+# with the same random data; disk "a" then gets N live snapshots, each after
+# 16 random 4 KiB writes.  Rounds alternate a and c (no snapshots), and before
+# every run the page cache's dirty data is written back (sync) and the
+# machine rests, so that one disk's writeback does not land in the other's
+# measurement.
+#
+#   bash bench/bench_nbd_snap.sh [--build DIR] [--snapshots N] [--rounds R]
+#                                [--runtime S] [--size 2G] [--rest S]
+set -uo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$TOP/build SNAPS=1000 ROUNDS=5 RUNTIME=15 SIZE=2G REST=5
+while [ $# -gt 0 ]; do
+  case $1 in
+    --build) BUILD=$2; shift 2 ;;
+    --snapshots) SNAPS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --runtime) RUNTIME=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --rest) REST=$2; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+for p in fio nbdcopy python3; do
+  command -v $p >/dev/null || { echo "$p is not installed (bash scripts/deps.sh)" >&2; exit 1; }
+done
+[ -x "$BUILD/vmsnapd" ] && [ -x "$BUILD/vmsnap" ] || { echo "build vmsnapd and vmsnap in $BUILD first" >&2; exit 1; }
+W=$(mktemp -d "${TMPDIR:-/var/tmp}/bench-nbd-snap.XXXXXX")
+H=$W/home
+cleanup() { "$BUILD/vmsnap" --home "$H" daemon stop >/dev/null 2>&1; rm -rf "$W"; }
+trap cleanup EXIT
+bytes=$(numfmt --from=iec "$SIZE")
+"$BUILD/vmsnapd" --home "$H" --log-file "$W/log" --log-level warn || exit 1
+for _ in $(seq 50); do [ -S "$H/control.sock" ] && break; sleep 0.1; done
+echo "# filling two ${SIZE} disks with the same random data" >&2
+head -c "$bytes" /dev/urandom >"$W/rand.img"
+for x in a c; do
+  "$BUILD/vmsnap" --home "$H" sr create "sr$x" "$W/sr$x" --type native --size $((bytes * 4)) >/dev/null &&
+    "$BUILD/vmsnap" --home "$H" vm create "vm$x" --sr "sr$x" --disk "root:$bytes" >/dev/null &&
+    nbdcopy "$W/rand.img" "nbd+unix:///vm$x/root?socket=$H/nbd.sock" || exit 1
+done
+rm -f "$W/rand.img"
+echo "# $SNAPS live snapshots of vma, 16 random 4 KiB writes before each" >&2
+t0=$(date +%s)
+python3 - "$H/control.sock" "$H/nbd.sock" "$SNAPS" "$bytes" "$TOP/tests/integration" <<'PY' || exit 1
+import json, random, socket, sys
+ctl_path, nbd_path, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+import nbd_hostile as nbd  # its NBD client
+nbd.SOCK = nbd_path
+c = nbd.Client(export="vma/root")
+ctl = socket.socket(socket.AF_UNIX)
+ctl.connect(ctl_path)
+f = ctl.makefile("rb")
+rnd = random.Random(1)
+for i in range(n):
+    for j in range(16):
+        c.request(nbd.CMD_WRITE, rnd.randrange(size // 4096) * 4096, 4096, handle=j,
+                  payload=bytes([rnd.randrange(256)]) * 4096)
+    for j in range(16):
+        if c.reply()[1]:
+            sys.exit("write failed")
+    ctl.sendall((json.dumps({"op": "snapshot.create", "args": {"vm": "vma", "name": "b%d" % i}}) + "\n").encode())
+    if "result" not in json.loads(f.readline()):
+        sys.exit("snapshot %d failed" % i)
+c.close()
+PY
+echo "# $SNAPS snapshots in $(($(date +%s) - t0)) s; $ROUNDS rounds of $RUNTIME s, sync and ${REST} s rest before each run" >&2
+declare -A sum
+sum[a]=0 sum[c]=0
+printf '| round | 0 snapshots (c) | %s snapshots (a) | a / c |\n|---|---:|---:|---:|\n' "$SNAPS"
+for r in $(seq "$ROUNDS"); do
+  declare -A got
+  order="c a"; [ $((r % 2)) = 0 ] && order="a c"
+  for x in $order; do
+    sync; sleep "$REST"
+    got[$x]=$(fio --name=j --ioengine=nbd --uri="nbd+unix:///vm$x/root?socket=$H/nbd.sock" --rw=randrw \
+      --rwmixread=67 --bs=2k --iodepth=16 --size="$bytes" --time_based --runtime="$RUNTIME" --randrepeat=0 \
+      --output-format=json 2>/dev/null | python3 -c '
+import json, sys
+t = sys.stdin.read(); j = json.loads(t[t.index("{"):])["jobs"][0]
+if j["error"]: sys.exit("fio error %d" % j["error"])
+print(int(j["read"]["iops"] + j["write"]["iops"]))') || { echo "fio failed on vm$x" >&2; exit 1; }
+    sum[$x]=$((sum[$x] + got[$x]))
+  done
+  printf '| %d | %d | %d | %.3f |\n' "$r" "${got[c]}" "${got[a]}" "$(python3 -c "print(${got[a]} / ${got[c]})")"
+done
+printf '| all | %d | %d | %.3f |\n' "${sum[c]}" "${sum[a]}" "$(python3 -c "print(${sum[a]} / ${sum[c]})")"
