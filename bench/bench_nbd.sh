@@ -122,28 +122,8 @@ fi
 take_snapshots() {
   echo "# taking $SNAPS snapshots of vm1, 16 random 4 KiB writes before each" >&2
   t0=$(date +%s)
-  python3 - "$W/home/control.sock" "$W/home/nbd.sock" "$SNAPS" "$bytes" "$TOP/tests/integration" <<'EOF' || exit 1
-import os, random, socket, sys
-ctl_path, nbd_path, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-sys.path.insert(0, sys.argv[5])
-import nbd_hostile as nbd  # its NBD client
-nbd.SOCK = nbd_path
-c = nbd.Client(export="vm1/root")
-ctl = socket.socket(socket.AF_UNIX)
-ctl.connect(ctl_path)
-f = ctl.makefile("rb")
-rnd = random.Random(1)
-for i in range(n):
-    for j in range(16):
-        c.request(nbd.CMD_WRITE, rnd.randrange(size // 4096) * 4096, 4096, handle=j, payload=os.urandom(4096))
-    for j in range(16):
-        if c.reply()[1]:
-            sys.exit("write failed")
-    ctl.sendall(b'{"op":"snapshot.create","args":{"vm":"vm1","name":"b%d"}}\n' % i)
-    if b'"error"' in f.readline():
-        sys.exit("snapshot %d failed" % i)
-c.close()
-EOF
+  python3 "$TOP/bench/lib/live_snapshots.py" "$W/home/control.sock" "$W/home/nbd.sock" vm1 root \
+    "$SNAPS" "$bytes" || exit 1
   echo "# $SNAPS snapshots in $(($(date +%s) - t0)) s" >&2
 }
 

@@ -46,29 +46,7 @@ done
 rm -f "$W/rand.img"
 echo "# $SNAPS live snapshots of vma, 16 random 4 KiB writes before each" >&2
 t0=$(date +%s)
-python3 - "$H/control.sock" "$H/nbd.sock" "$SNAPS" "$bytes" "$TOP/tests/integration" <<'PY' || exit 1
-import json, random, socket, sys
-ctl_path, nbd_path, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-sys.path.insert(0, sys.argv[5])
-import nbd_hostile as nbd  # its NBD client
-nbd.SOCK = nbd_path
-c = nbd.Client(export="vma/root")
-ctl = socket.socket(socket.AF_UNIX)
-ctl.connect(ctl_path)
-f = ctl.makefile("rb")
-rnd = random.Random(1)
-for i in range(n):
-    for j in range(16):
-        c.request(nbd.CMD_WRITE, rnd.randrange(size // 4096) * 4096, 4096, handle=j,
-                  payload=bytes([rnd.randrange(256)]) * 4096)
-    for j in range(16):
-        if c.reply()[1]:
-            sys.exit("write failed")
-    ctl.sendall((json.dumps({"op": "snapshot.create", "args": {"vm": "vma", "name": "b%d" % i}}) + "\n").encode())
-    if "result" not in json.loads(f.readline()):
-        sys.exit("snapshot %d failed" % i)
-c.close()
-PY
+python3 "$TOP/bench/lib/live_snapshots.py" "$H/control.sock" "$H/nbd.sock" vma root "$SNAPS" "$bytes" || exit 1
 echo "# $SNAPS snapshots in $(($(date +%s) - t0)) s; $ROUNDS rounds of $RUNTIME s, sync and ${REST} s rest before each run" >&2
 declare -A sum
 sum[a]=0 sum[c]=0
