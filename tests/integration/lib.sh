@@ -37,6 +37,17 @@ _step=""
 
 # need PROG...: every program must be on PATH.  Under CI=true a missing one
 # fails the test; elsewhere the test is skipped (exit 0 with a note).
+# The project's own binaries: VMSNAPD and VMSNAP set from $BUILD; a test
+# without them fails (never skips: they are what it tests).
+need_built() {
+  VMSNAPD=$BUILD/vmsnapd
+  VMSNAP=$BUILD/vmsnap
+  local b
+  for b in "$VMSNAPD" "$VMSNAP"; do
+    [ -x "$b" ] || { echo "FAIL: $b not built"; echo "0 passed, 1 failed"; exit 1; }
+  done
+}
+
 need() {
   local p missing=()
   for p in "$@"; do command -v "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -13,11 +13,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 need python3 nbdinfo
 
-VMSNAPD=$BUILD/vmsnapd
-VMSNAP=$BUILD/vmsnap
-for b in "$VMSNAPD" "$VMSNAP"; do
-  [ -x "$b" ] || { echo "FAIL: $b not built"; echo "0 passed, 1 failed"; exit 1; }
-done
+need_built
 HOME_DIR=$T/home
 SOCK=$HOME_DIR/nbd.sock
 CTL=$HOME_DIR/control.sock

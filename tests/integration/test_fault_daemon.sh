@@ -18,11 +18,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 need qemu-io nbdcopy python3 sha256sum
 
-VMSNAPD=$BUILD/vmsnapd
-VMSNAP=$BUILD/vmsnap
-for b in "$VMSNAPD" "$VMSNAP"; do
-  [ -x "$b" ] || { echo "FAIL: $b not built"; echo "0 passed, 1 failed"; exit 1; }
-done
+need_built
 
 HOME_DIR=$T/home
 SOCK=$HOME_DIR/nbd.sock

@@ -17,11 +17,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 need certtool psktool nbdinfo nbdcopy qemu-img python3 cmp
 
-VMSNAPD=$BUILD/vmsnapd
-VMSNAP=$BUILD/vmsnap
-for b in "$VMSNAPD" "$VMSNAP"; do
-  [ -x "$b" ] || { echo "FAIL: $b not built"; echo "0 passed, 1 failed"; exit 1; }
-done
+need_built
 HOME_DIR=$T/home
 LOG=$T/vmsnapd.log  # one per daemon start: vmsnapd-1.log, ...
 NSTART=0
