@@ -156,6 +156,13 @@ typedef struct vms_backend {
 	 *   "deferred" snapshot: destroy requested, the storage finishes it itself
 	 * Views and temporaries are not objects (check reports and repairs them). */
 	int (*enumerate)(vms_sr_handle *sr, unsigned flags, char **out_json);
+	/* ---- an SR opened to look only (check without repair, a dry run).  The
+	 * open writes nothing to the storage (native: the pool opened read-only,
+	 * so no commit at open; the key log neither cut nor compacted), and a
+	 * verb that would change the SR fails with VMS_EROFS.  Closed with
+	 * sr_close.  NULL where sr_open itself writes nothing (zfs, reflink):
+	 * the caller then uses sr_open. */
+	int (*sr_open_readonly)(vms_sr_handle **out, const char *location);
 	/* grows here */
 } vms_backend;
 

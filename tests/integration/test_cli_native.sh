@@ -255,6 +255,19 @@ has "stats --snapshot" 'referenced' V stats --snapshot vm1@latest
 refused "stats: two targets" 2 "one of" V stats --vm vm1 --sr sr1
 has "check" '^check: ok' V check
 eq "check --json" true "$(jqv .result.ok V check)"
+# With no daemon, check opens the SR itself: without --repair, and with
+# --repair -n, it opens the pool read-only and writes nothing (no commit at
+# open, the key log untouched), nor does it change the catalog.
+sums() { (cd "$H" && sha256sum catalog.db) && (cd "$T/sr1" && sha256sum pool.vms keys.log); }
+sums >"$T/sums.before"
+for c in "check" "check --data" "check --repair -n"; do
+  # shellcheck disable=SC2086
+  V $c >"$T/out" 2>&1; rc=$?
+  t_begin "vmsnap $c (no daemon) passes and writes nothing to the pool, its key log or the catalog"
+  if [ $rc != 0 ]; then t_fail "exit $rc: $(tail -3 "$T/out")"
+  elif sums | cmp -s - "$T/sums.before"; then t_ok
+  else t_fail "changed: $(sums | diff "$T/sums.before" - | grep '^>' | tr '\n' ' ')"; fi
+done
 t_begin "--json: every answer is an envelope with output_version 1"
 bad=0
 for c in "sr list" "vm list" "vdi list" "snapshot list vm1" "export list" "vm tree" "stats"; do

@@ -17,6 +17,7 @@
 #include "vmsnap/backend.h"
 #include "vmsnap/catalog.h"
 #include "vmsnap/control.h"
+#include "vmsnap/crc32c.h"
 #include "vmsnap/error.h"
 #include "vmsnap/json.h"
 #include "vmsnap/pool.h"
@@ -571,6 +572,65 @@ TEST(rows_in_flight_are_not_orphans)
 	CHECK(vms_json_array_len(jget(c.j, "result.unsettled")) == 1);
 	vms_json_free(c.j);
 	vms_control_close(other);
+	env_close(e);
+}
+
+/* crc32c of the SR's and the home's files (pool, key log, catalog), or 0
+ * when one cannot be read. */
+static uint32_t files_crc(env *e)
+{
+	static const char *const files[] = {"sr1/pool.vms", "sr1/keys.log", "catalog.db"};
+	static unsigned char buf[1 << 16];
+	uint32_t crc = 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char path[160];
+		size_t n;
+		snprintf(path, sizeof(path), "%s/%s", e->home, files[i]);
+		FILE *f = fopen(path, "rb");
+		if (!f)
+			return 0;
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+			crc = vms_crc32c(crc, buf, n);
+		fclose(f);
+	}
+	return crc ? crc : 1;
+}
+
+/* check without repair, and a dry run, open the native SR read-only: the
+ * pool is not committed at open, nothing of the SR or the catalog is
+ * written, and the handle is closed again (a writer may open the SR). */
+TEST(check_opens_sr_read_only)
+{
+	env ev, *e = &ev;
+	REQUIRE(env_open(e) == 0);
+	REQUIRE(reopen(e, sr_alone(e)) == 0);   /* a fresh control: no SR open yet */
+	uint32_t before = files_crc(e);
+	CHECK(before != 0);
+	ck c = check(e, "\"data\":true");
+	CHECK(c.ok && vms_json_bool(jget(c.j, "result.srs.0.compared")));
+	vms_json_free(c.j);
+	c = check(e, "\"repair\":true,\"dry_run\":true");
+	CHECK(c.ok);
+	vms_json_free(c.j);
+	CHECK(files_crc(e) == before);
+	/* no handle left behind: the SR opens for writing beside the control */
+	vms_sr_handle *h = NULL;
+	CHECK_OK(vms_backend_native.sr_open(&h, e->srdir));
+	if (h)
+		vms_backend_native.sr_close(h);
+	/* the read-only handle refuses changes and leaves the files as they were */
+	before = files_crc(e);
+	h = NULL;
+	REQUIRE(vms_backend_native.sr_open_readonly(&h, e->srdir) == 0);
+	char *ref = NULL;
+	CHECK(vms_backend_native.disk_create(&ref, h, e->vm, "0a1b2c3d-0000-4000-8000-000000000001", MiB) ==
+	      VMS_EROFS && !ref);
+	vms_backend_native.sr_close(h);
+	CHECK(files_crc(e) == before);
+	/* a repair opens it for writing */
+	c = check(e, "\"repair\":true");
+	CHECK(c.ok);
+	vms_json_free(c.j);
 	env_close(e);
 }
 

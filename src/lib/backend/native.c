@@ -27,6 +27,11 @@
  * every crc; a torn last record (crash while appending) is cut off, damage
  * before it is VMS_ECORRUPT.  The log is compacted on open when dead records
  * outnumber live ones.
+ *
+ * A read-only open (sr_open_readonly, for check) writes nothing: the pool is
+ * opened with vms_pool_options.read_only (no commit at open), the key log is
+ * read but neither cut, compacted nor created, and no append descriptor is
+ * kept, so every changing verb fails with VMS_EROFS.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -71,7 +76,8 @@ typedef struct id_ref {
 struct vms_sr_handle {
 	vms_pool *pool;
 	char *dir;
-	int log_fd;
+	int read_only;            /* opened by native_sr_open_readonly */
+	int log_fd;               /* append descriptor of the key log; -1 when read-only */
 	pthread_mutex_t lock;     /* the key map and the log */
 	key_ent *ents;
 	size_t nents, capents;
@@ -325,6 +331,8 @@ static int record(char *buf, size_t cap, char type, const char *key, const uint6
 static int log_append(vms_sr_handle *sr, const char *recs, size_t len)
 {
 	int rc;
+	if (sr->read_only)
+		return vms_error_set(VMS_EROFS, "native SR %s is open read-only", sr->dir);
 	if ((rc = write_all(sr->log_fd, recs, len, KEYS_FILE)) < 0)
 		return rc;
 	if (fdatasync(sr->log_fd) < 0)
@@ -464,12 +472,12 @@ static int log_load(vms_sr_handle *sr)
 	struct stat st;
 	if ((rc = join(&path, sr->dir, KEYS_FILE)) < 0)
 		return rc;
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+	if ((fd = open(path, (sr->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC)) < 0) {
 		if (errno == ENOENT) {
 			/* an SR made before keys existed, or a crash right after the
 			 * pool rename: start an empty map */
 			free(path);
-			return log_rewrite(sr);
+			return sr->read_only ? 0 : log_rewrite(sr);
 		}
 		rc = vms_error_set_errno(errno, "opening %s", path);
 		goto done;
@@ -518,6 +526,8 @@ static int log_load(vms_sr_handle *sr)
 		pos += ll + 1;
 		good = pos;
 	}
+	if (sr->read_only)
+		goto done;   /* a torn end is left for the next writer to cut */
 	if (good < len && ftruncate(fd, (off_t)good) < 0) {
 		rc = vms_error_set_errno(errno, "truncating the torn end of %s", path);
 		goto done;
@@ -749,14 +759,18 @@ done:
 	return rc;
 }
 
-static int native_sr_open(vms_sr_handle **out, const char *location)
+static int sr_open(vms_sr_handle **out, const char *location, int read_only)
 {
 	int rc;
 	char *pool_path = NULL;
+	vms_pool_options opts;
 	vms_sr_handle *sr = calloc(1, sizeof(*sr));
 	if (!sr)
 		return vms_error_set(VMS_ENOMEM, "out of memory");
 	sr->log_fd = -1;
+	sr->read_only = read_only;
+	memset(&opts, 0, sizeof(opts));
+	opts.read_only = read_only;
 	pthread_mutex_init(&sr->lock, NULL);
 	if ((rc = check_location(location)) < 0)
 		goto done;
@@ -770,7 +784,7 @@ static int native_sr_open(vms_sr_handle **out, const char *location)
 		rc = vms_error_set_errno(errno, "native SR %s: no pool file %s", location, POOL_FILE);
 		goto done;
 	}
-	if ((rc = vms_pool_open_file(&sr->pool, pool_path, NULL)) < 0)
+	if ((rc = vms_pool_open_file(&sr->pool, pool_path, &opts)) < 0)
 		goto done;
 	if ((rc = log_load(sr)) < 0)
 		goto done;
@@ -789,6 +803,16 @@ done:
 		free(sr);
 	}
 	return rc;
+}
+
+static int native_sr_open(vms_sr_handle **out, const char *location)
+{
+	return sr_open(out, location, 0);
+}
+
+static int native_sr_open_readonly(vms_sr_handle **out, const char *location)
+{
+	return sr_open(out, location, 1);
 }
 
 static int native_sr_close(vms_sr_handle *sr)
@@ -1436,4 +1460,5 @@ const vms_backend vms_backend_native = {
 	.disk_block_status = native_disk_block_status,
 	.check = native_check,
 	.enumerate = native_enumerate,
+	.sr_open_readonly = native_sr_open_readonly,
 };

@@ -254,11 +254,14 @@ static int migrate(vms_catalog *cat)
 			goto done;
 		}
 	}
+	/* Set only what differs: writing the same header values again still
+	 * rewrites the header, and an open that reads (check) must leave the
+	 * file as it was. */
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", VMS_CATALOG_SCHEMA_VERSION);
-	if ((rc = exec(cat, sql)) < 0)
+	if (version != VMS_CATALOG_SCHEMA_VERSION && (rc = exec(cat, sql)) < 0)
 		goto done;
 	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d", APPLICATION_ID);
-	if ((rc = exec(cat, sql)) < 0)
+	if (appid != APPLICATION_ID && (rc = exec(cat, sql)) < 0)
 		goto done;
 	rc = exec(cat, "COMMIT");
 done:

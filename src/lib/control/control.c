@@ -262,10 +262,61 @@ int ctl_need_cap(const vms_backend *be, uint64_t cap, const char *sr_name)
 	                     sr_name ? sr_name : "?", be->type, ctl_cap_name(cap));
 }
 
-int ctl_sr_backend(const vms_backend **be, vms_sr_handle **h, vms_control *ctl, const char *sr_uuid)
+/* Type analysis and open: the SR's type from the catalog picks the backend,
+ * which opens the SR's location (read-only where the backend can and
+ * read_only asks it; *opened_ro says which open ran). */
+static int sr_open(const vms_backend **be, vms_sr_handle **h, int *opened_ro, vms_control *ctl,
+                   const char *sr_uuid, int read_only)
 {
 	int rc;
 	vms_cat_sr sr;
+	*opened_ro = 0;
+	if ((rc = vms_cat_sr_get(&sr, ctl->cat, sr_uuid)) < 0)
+		return rc;
+	const vms_backend *b = vms_backend_find(sr.type);
+	if (!b) {
+		rc = vms_error_set(VMS_ENOTSUP, "SR '%s' has type '%s', which this vmsnap has no backend "
+		                   "for", sr.name, sr.type);
+		goto done;
+	}
+	*opened_ro = read_only &&
+	             b->size >= offsetof(vms_backend, sr_open_readonly) + sizeof(b->sr_open_readonly) &&
+	             b->sr_open_readonly;
+	if ((rc = (*opened_ro ? b->sr_open_readonly : b->sr_open)(h, sr.location)) < 0) {
+		vms_error_wrap(rc, "opening SR '%s' (%s at %s%s)", sr.name, sr.type, sr.location,
+		               *opened_ro ? ", read-only" : "");
+		goto done;
+	}
+	*be = b;
+done:
+	vms_cat_sr_clear(&sr);
+	return rc;
+}
+
+/* Keep an opened SR for the requests to come; closed on failure. */
+static int sr_keep(vms_control *ctl, const char *sr_uuid, const vms_backend *b, vms_sr_handle *hd)
+{
+	ctl_sr *n = realloc(ctl->srs, (ctl->nsrs + 1) * sizeof(*n));
+	if (!n) {
+		b->sr_close(hd);
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	}
+	ctl->srs = n;
+	memset(&n[ctl->nsrs], 0, sizeof(n[0]));
+	snprintf(n[ctl->nsrs].uuid, sizeof(n[0].uuid), "%s", sr_uuid);
+	n[ctl->nsrs].be = b;
+	n[ctl->nsrs].h = hd;
+	ctl->nsrs++;
+	return 0;
+}
+
+/* The SR's cached handle, else a new one: kept in the cache, unless it was
+ * opened read-only (*owned = 1: the caller closes it). */
+static int sr_get(const vms_backend **be, vms_sr_handle **h, int *owned, vms_control *ctl, const char *sr_uuid,
+                  int read_only)
+{
+	int rc, ro;
+	*owned = 0;
 	for (size_t i = 0; i < ctl->nsrs; i++) {
 		if (strcmp(ctl->srs[i].uuid, sr_uuid) == 0) {
 			*be = ctl->srs[i].be;
@@ -273,37 +324,25 @@ int ctl_sr_backend(const vms_backend **be, vms_sr_handle **h, vms_control *ctl, 
 			return 0;
 		}
 	}
-	/* type analysis: the SR's type from the catalog */
-	if ((rc = vms_cat_sr_get(&sr, ctl->cat, sr_uuid)) < 0)
+	if ((rc = sr_open(be, h, &ro, ctl, sr_uuid, read_only)) < 0)
 		return rc;
-	const vms_backend *b = vms_backend_find(sr.type);
-	vms_sr_handle *hd = NULL;
-	if (!b) {
-		rc = vms_error_set(VMS_ENOTSUP, "SR '%s' has type '%s', which this vmsnap has no backend "
-		                   "for", sr.name, sr.type);
-		goto done;
+	if (ro) {
+		*owned = 1;
+		return 0;
 	}
-	if ((rc = b->sr_open(&hd, sr.location)) < 0) {
-		vms_error_wrap(rc, "opening SR '%s' (%s at %s)", sr.name, sr.type, sr.location);
-		goto done;
-	}
-	ctl_sr *n = realloc(ctl->srs, (ctl->nsrs + 1) * sizeof(*n));
-	if (!n) {
-		b->sr_close(hd);
-		rc = vms_error_set(VMS_ENOMEM, "out of memory");
-		goto done;
-	}
-	ctl->srs = n;
-	memset(&n[ctl->nsrs], 0, sizeof(n[0]));
-	snprintf(n[ctl->nsrs].uuid, sizeof(n[0].uuid), "%s", sr.uuid);
-	n[ctl->nsrs].be = b;
-	n[ctl->nsrs].h = hd;
-	ctl->nsrs++;
-	*be = b;
-	*h = hd;
-done:
-	vms_cat_sr_clear(&sr);
-	return rc;
+	return sr_keep(ctl, sr_uuid, *be, *h);
+}
+
+int ctl_sr_backend(const vms_backend **be, vms_sr_handle **h, vms_control *ctl, const char *sr_uuid)
+{
+	int owned;
+	return sr_get(be, h, &owned, ctl, sr_uuid, 0);
+}
+
+int ctl_sr_backend_readonly(const vms_backend **be, vms_sr_handle **h, int *owned, vms_control *ctl,
+                            const char *sr_uuid)
+{
+	return sr_get(be, h, owned, ctl, sr_uuid, 1);
 }
 
 void ctl_sr_forget(vms_control *ctl, const char *sr_uuid)

@@ -85,6 +85,13 @@ int64_t ctl_now(vms_control *ctl);
 void ctl_sync(vms_control *ctl);
 /* The backend table and open handle of an SR (type analysis + adapter). */
 int ctl_sr_backend(const vms_backend **be, vms_sr_handle **h, vms_control *ctl, const char *sr_uuid);
+/* The same for looking only (check without repair, a dry run): the cached
+ * handle when the SR is open already, else a read-only one that writes
+ * nothing to the SR (vms_backend.sr_open_readonly).  *owned = 1 when the
+ * caller must close that handle with be->sr_close (it is not cached: a later
+ * ctl_sr_backend opens the SR for writing). */
+int ctl_sr_backend_readonly(const vms_backend **be, vms_sr_handle **h, int *owned, vms_control *ctl,
+                            const char *sr_uuid);
 /* Close and forget an SR's handle (before sr.destroy). */
 void ctl_sr_forget(vms_control *ctl, const char *sr_uuid);
 /* VMS_ENOTSUP naming the capability when the backend lacks it. */

@@ -15,7 +15,7 @@
 static int check_sr(vms_json *srs, int *all_ok, ctl_req *r, const vms_cat_sr *sr, unsigned flags, int repair,
                     int dry_run)
 {
-	int rc, ok = 1;
+	int rc, ok = 1, owned = 0;
 	const vms_backend *be;
 	vms_sr_handle *h;
 	char *report = NULL;
@@ -24,7 +24,10 @@ static int check_sr(vms_json *srs, int *all_ok, ctl_req *r, const vms_cat_sr *sr
 		return vms_error_set(VMS_ENOMEM, "out of memory");
 	vms_json_object_set_string(o, "sr", sr->name);
 	vms_json_object_set_string(o, "type", sr->type);
-	if ((rc = ctl_sr_backend(&be, &h, r->ctl, sr->uuid)) < 0) {
+	/* Only a repair changes the SR: a check or a dry run looks at it through
+	 * a read-only open (writes nothing) unless the SR is open already. */
+	if ((rc = repair && !dry_run ? ctl_sr_backend(&be, &h, r->ctl, sr->uuid)
+	                             : ctl_sr_backend_readonly(&be, &h, &owned, r->ctl, sr->uuid)) < 0) {
 		ok = 0;
 		rep = vms_json_new_string(vms_error_last());
 		be = NULL;
@@ -42,10 +45,8 @@ static int check_sr(vms_json *srs, int *all_ok, ctl_req *r, const vms_cat_sr *sr
 	vms_json_object_set(o, "report", rep);
 	/* the backend's objects against the catalog, both ways */
 	if (be && (rc = ctl_check_sr_catalog(o, &ok, r, sr, be, h, repair, dry_run)) < 0) {
-		if (rc == VMS_ENOMEM || rc == VMS_ECORRUPT) {
-			vms_json_free(o);
-			return rc;
-		}
+		if (rc == VMS_ENOMEM || rc == VMS_ECORRUPT)
+			goto done;
 		ok = 0;
 		vms_json_object_set_string(o, "compare_error", vms_error_last());
 		vms_error_clear();
@@ -53,7 +54,13 @@ static int check_sr(vms_json *srs, int *all_ok, ctl_req *r, const vms_cat_sr *sr
 	if (!ok)
 		*all_ok = 0;
 	vms_json_object_set_bool(o, "ok", ok);
-	return vms_json_array_append(srs, o);
+	rc = vms_json_array_append(srs, o);
+	o = NULL;
+done:
+	if (owned)
+		be->sr_close(h);
+	vms_json_free(o);
+	return rc;
 }
 
 /* Repair changes SRs and the catalog: only when no other process shares
