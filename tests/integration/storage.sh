@@ -9,6 +9,9 @@
 #   loop_fs KIND DIR SIZE  make a KIND (xfs-reflink, btrfs, ext4) image and
 #                          mount it on DIR
 #   tmpfs_at DIR           mount a small tmpfs on DIR
+#   each_sr_type FN TAG    run `FN NAME TYPE LOCATION [sr create options...]`
+#                          once per SR type: native (a directory), zfs (pool
+#                          TAG<pid>), reflink on XFS and on btrfs (loop images)
 
 ZPID=/var/run/zfs-fuse.pid
 
@@ -75,6 +78,35 @@ tmpfs_at() {
   mkdir -p "$1"
   mount -t tmpfs -o size=16m tmpfs "$1" || return 1
   on_exit "umount $1"
+}
+
+each_sr_type() {
+  local fn=$1 pool=$2$$
+  "$fn" native native "$T/native" --size 256M
+
+  t_begin "zfs-fuse pool on a file vdev"
+  if zfs_pool "$pool" 2>"$T/zpool.err"; then
+    t_ok
+    "$fn" zfs zfs "$pool/sr"
+  else
+    t_fail "$(cat "$T/zpool.err")"
+  fi
+
+  t_begin "XFS image with reflink=1"
+  if loop_fs xfs-reflink "$T/xfs" 320M; then
+    t_ok
+    "$fn" reflink-xfs reflink "$T/xfs/sr"
+  else
+    t_fail "cannot make or mount XFS"
+  fi
+
+  t_begin "btrfs image"
+  if loop_fs btrfs "$T/btrfs" 256M; then
+    t_ok
+    "$fn" reflink-btrfs reflink "$T/btrfs/sr"
+  else
+    t_fail "cannot make or mount btrfs"
+  fi
 }
 
 # need_root: loop mounts and zfs-fuse need root (a failure under CI=true).

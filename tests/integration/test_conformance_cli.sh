@@ -226,32 +226,7 @@ scenario() {
   esac
 }
 
-scenario native native "$T/native" --size 256M
-
-POOL=vmscli$$
-t_begin "zfs-fuse pool on a file vdev"
-if zfs_pool "$POOL" 2>"$T/zpool.err"; then
-  t_ok
-  scenario zfs zfs "$POOL/sr"
-else
-  t_fail "$(cat "$T/zpool.err")"
-fi
-
-t_begin "XFS image with reflink=1"
-if loop_fs xfs-reflink "$T/xfs" 320M; then
-  t_ok
-  scenario reflink-xfs reflink "$T/xfs/sr"
-else
-  t_fail "cannot make or mount XFS"
-fi
-
-t_begin "btrfs image"
-if loop_fs btrfs "$T/btrfs" 256M; then
-  t_ok
-  scenario reflink-btrfs reflink "$T/btrfs/sr"
-else
-  t_fail "cannot make or mount btrfs"
-fi
+each_sr_type scenario vmscli
 
 t_begin "ext4 image"
 if loop_fs ext4 "$T/ext4" 64M; then
