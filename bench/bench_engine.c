@@ -1,7 +1,10 @@
 /*
  * bench_engine - in-process benchmark of the native pool engine (pool.h).
  *
- *   bench_engine [--quick] [--csv FILE] [--sizes 1,16,64] [--max-snaps N] [DIR]
+ *   bench_engine [--quick] [--direct] [--csv FILE] [--sizes 1,16,64] [--max-snaps N] [DIR]
+ *
+ * --direct opens the pools with O_DIRECT (vms_pool_options.direct_io): the
+ * figures are then the device's, not the host page cache's.
  *
  * Pool files are created in DIR (default /var/tmp) and removed afterwards.
  * Sections (results as a table on stdout and rows in the CSV file, default
@@ -36,6 +39,7 @@
 #include "vmsnap/pool.h"
 
 static int quick;
+static int direct; /* --direct: pools opened O_DIRECT (vms_pool_options.direct_io) */
 static FILE *csv;
 static char dir[512] = "/var/tmp";
 
@@ -125,6 +129,7 @@ static vms_pool *new_pool(char *path, size_t cap, uint64_t size)
 	unlink(path);
 	vms_pool *pool;
 	vms_pool_options o = {0};
+	o.direct_io = direct;
 	OK(vms_pool_create_file(&pool, path, size, &o));
 	return pool;
 }
@@ -597,6 +602,8 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--quick") == 0)
 			quick = 1;
+		else if (strcmp(argv[i], "--direct") == 0)
+			direct = 1;
 		else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
 			csv_path = argv[++i];
 		else if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc)
@@ -609,7 +616,7 @@ int main(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s", argv[i]);
 		else {
 			fprintf(stderr,
-			        "usage: bench_engine [--quick] [--csv FILE] [--sizes 1,16,64] "
+			        "usage: bench_engine [--quick] [--direct] [--csv FILE] [--sizes 1,16,64] "
 			        "[--max-snaps N] [--only abcd] [DIR]\n");
 			return 2;
 		}
@@ -631,8 +638,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fprintf(csv, "section,metric,param,value,unit\n");
-	printf("bench_engine: pools in %s, %s mode, CSV in %s\n", dir, quick ? "quick" : "full",
-	       csv_path);
+	printf("bench_engine: pools in %s, %s mode, %s I/O, CSV in %s\n", dir,
+	       quick ? "quick" : "full", direct ? "direct (O_DIRECT)" : "buffered", csv_path);
 	if (!only || strchr(only, 'a'))
 		section_a(max_snaps);
 	if (!only || strchr(only, 'b'))

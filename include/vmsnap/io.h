@@ -41,6 +41,20 @@ struct vms_io {
  * On success *out is owned by the caller and released with io->close(). */
 int vms_io_file_open(vms_io **out, const char *path, int create, int readonly);
 
+/* Flags of vms_io_file_open_flags(). */
+#define VMS_IO_CREATE   1u  /* create exclusively */
+#define VMS_IO_READONLY 2u  /* O_RDONLY */
+#define VMS_IO_DIRECT   4u  /* O_DIRECT: bypass the page cache (qemu's cache=none);
+                             * reads and writes whose buffer, offset or length are
+                             * not aligned to the file's direct-I/O alignment
+                             * (statx STATX_DIOALIGN, else 4096) go through an
+                             * aligned bounce buffer, a write read-modify-writing
+                             * the partial sectors at its ends.  A filesystem
+                             * without O_DIRECT (tmpfs) gives VMS_ENOTSUP. */
+
+/* vms_io_file_open() with flags; unknown flags are VMS_EINVAL. */
+int vms_io_file_open_flags(vms_io **out, const char *path, unsigned flags);
+
 /* Process-wide hook on vms_io_file_open() (vmsnapd's I/O error log and its
  * test-only fault injection, src/daemon/fault.c): when set, every file opened
  * read-write is passed to hook(&io, path), which may replace io by a wrapper

@@ -46,6 +46,10 @@ typedef struct vms_pool_options {
 	int read_only;            /* vms_pool_open*: never write to the pool (no commit at
 	                           * open, no background threads; changes get VMS_EROFS);
 	                           * a file is opened O_RDONLY under a shared lock */
+	int direct_io;            /* vms_pool_*_file: open the file O_DIRECT (qemu's
+	                           * cache=none): data and index I/O bypass the host's
+	                           * page cache; VMS_ENOTSUP where the file system has
+	                           * no direct I/O.  Not stored in the pool. */
 } vms_pool_options;
 
 /*

@@ -708,7 +708,8 @@ int vms_pool_create_file(vms_pool **out, const char *path, uint64_t size, const 
 	vms_io *io;
 	int fd = -1, rc;
 	*out = NULL;
-	if ((rc = vms_io_file_open(&io, path, 1, 0)) < 0)
+	unsigned fl = VMS_IO_CREATE | (opts && opts->direct_io ? VMS_IO_DIRECT : 0u);
+	if ((rc = vms_io_file_open_flags(&io, path, fl)) < 0)
 		return rc;
 	if ((rc = lock_file(path, 0, &fd)) < 0) {
 		io->close(io);
@@ -731,7 +732,8 @@ int vms_pool_open_file(vms_pool **out, const char *path, const vms_pool_options 
 	int ro = opts && opts->read_only;
 	if ((rc = lock_file(path, ro, &fd)) < 0)
 		return rc;
-	if ((rc = vms_io_file_open(&io, path, 0, ro)) < 0) {
+	unsigned fl = (ro ? VMS_IO_READONLY : 0u) | (opts && opts->direct_io ? VMS_IO_DIRECT : 0u);
+	if ((rc = vms_io_file_open_flags(&io, path, fl)) < 0) {
 		close(fd);
 		return rc;
 	}
