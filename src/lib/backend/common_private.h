@@ -32,4 +32,26 @@ int vms_be__disk_create(char **out_ref, vms_sr_handle *sr, const char *vm_key, c
 /* disk_resize: the disk's file to `size` bytes, durably. */
 int vms_be__disk_resize(vms_sr_handle *sr, const char *ref, uint64_t size, vms_be_path_fn fn);
 
+/* ---- enumerate (vms_backend.enumerate's objects) */
+
+struct vms_json;
+
+/* An object with the members every kind has ("ref", "snapshot" and "disk"
+ * left out when NULL); NULL when memory runs out. */
+struct vms_json *vms_be__enum_obj(const char *kind, const char *ref, const char *vm, const char *snap,
+                                  const char *disk, const char *name);
+
+#define VMS_BE_ENUM_MISSING_OK 1u   /* a directory that is gone (or a file) holds no disk */
+#define VMS_BE_ENUM_NO_BLOCKS  2u   /* the filesystem's st_blocks mean nothing: referenced null */
+
+/* The disk files "<key>.raw" (regular files) of `dir` appended to arr as
+ * "disk" objects of vm (snap NULL) or "snapshot_disk" objects of vm@snap,
+ * with ref, name (the path), size and referenced (bytes of its blocks).
+ * Other entries are not objects (check reports them). */
+int vms_be__enum_files(struct vms_json *arr, const char *dir, const char *vm, const char *snap, unsigned flags);
+
+/* enumerate's answer {"objects":objs} as malloc'd JSON text in *out_json;
+ * takes objs (freed also on failure). */
+int vms_be__enum_result(char **out_json, struct vms_json *objs);
+
 #endif

@@ -882,6 +882,93 @@ static int rl_disk_open(vms_disk **out, vms_sr_handle *h, const char *ref, unsig
 	return rc;
 }
 
+/* ---- the layout, walked by check and enumerate ----------------------------------- */
+
+/*
+ * A walk visits every entry of the SR directory and of each VM's snapshots
+ * directory, under the SR lock: a VM key is gone into, and each disk
+ * directory (<vm>/disks, <vm>/snapshots/<snap> for a snapshot key) handed to
+ * `disks`; any other entry goes to `other` (NULL: passed over), and so does
+ * a snapshots directory that cannot be read (not ENOENT).
+ */
+typedef struct walker {
+	/* a disk directory: of the VM (snap NULL) or of one of its snapshots */
+	int (*disks)(void *ctx, const char *dir, const char *vm, const char *snap);
+	/* an entry that is not a key, in the SR directory (in_snapshots 0) or
+	 * in a VM's snapshots directory (1); err: errno when the latter cannot
+	 * be read (path is that directory), else 0 */
+	int (*other)(void *ctx, const char *path, const char *name, int in_snapshots, int err);
+	void *ctx;
+} walker;
+
+static int walk_vm(const walker *w, const rl_sr *sr, const char *vm)
+{
+	char *p = NULL;
+	DIR *d;
+	struct dirent *e;
+	int rc;
+
+	if ((rc = pathf(&p, "%s/%s/disks", sr->dir, vm)) < 0)
+		return rc;
+	rc = w->disks(w->ctx, p, vm, NULL);
+	free(p);
+	if (rc < 0 || (rc = pathf(&p, "%s/%s/snapshots", sr->dir, vm)) < 0)
+		return rc;
+	if (!(d = opendir(p))) {
+		rc = errno == ENOENT || !w->other ? 0 : w->other(w->ctx, p, "snapshots", 0, errno);
+		free(p);
+		return rc;
+	}
+	while (rc == 0 && (e = readdir(d))) {
+		char *q = NULL;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if ((rc = pathf(&q, "%s/%s", p, e->d_name)) < 0)
+			break;
+		if (vms_raw__check_key("snapshot key", e->d_name) == 0) {
+			rc = w->disks(w->ctx, q, vm, e->d_name);
+		} else {
+			vms_error_clear();
+			rc = w->other ? w->other(w->ctx, q, e->d_name, 1, 0) : 0;
+		}
+		free(q);
+	}
+	closedir(d);
+	free(p);
+	return rc;
+}
+
+static int walk(const walker *w, rl_sr *sr)
+{
+	DIR *d;
+	struct dirent *e;
+	int rc;
+
+	if ((rc = sr_lock(sr)) < 0)
+		return rc;
+	if (!(d = opendir(sr->dir))) {
+		rc = vms_error_set_errno(errno, "open %s", sr->dir);
+		goto done;
+	}
+	while (rc == 0 && (e = readdir(d))) {
+		char *p = NULL;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (vms_raw__check_key("VM key", e->d_name) == 0) {
+			rc = walk_vm(w, sr, e->d_name);
+			continue;
+		}
+		vms_error_clear();
+		if (w->other && (rc = pathf(&p, "%s/%s", sr->dir, e->d_name)) == 0)
+			rc = w->other(w->ctx, p, e->d_name, 0, 0);
+		free(p);
+	}
+	closedir(d);
+done:
+	sr_unlock(sr);
+	return rc;
+}
+
 /* ---- check ---------------------------------------------------------------------- */
 
 typedef struct ckctx {
@@ -908,9 +995,10 @@ static int stale(ckctx *c, const char *path, int is_dir)
 	            path, is_dir ? "/" : "");
 }
 
-/* Files "<key>.raw" of one directory; adds refs "<vm>[@snap]/<key>". */
-static int check_files(ckctx *c, const char *dir, const char *vm, const char *snap)
+/* Files "<key>.raw" of one disk directory; adds refs "<vm>[@snap]/<key>". */
+static int check_files(void *ctx, const char *dir, const char *vm, const char *snap)
 {
+	ckctx *c = ctx;
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	int rc = 0;
@@ -961,52 +1049,30 @@ static int check_files(ckctx *c, const char *dir, const char *vm, const char *sn
 	return rc;
 }
 
-static int check_vm(ckctx *c, const rl_sr *sr, const char *vm)
+/* Entries that are not keys: the marker, stale temporaries (a marker being
+ * written, the reflink probe; a snapshot being made or deleted), or a
+ * problem. */
+static int check_other(void *ctx, const char *path, const char *name, int in_snapshots, int err)
 {
-	char *p = NULL;
-	DIR *d;
-	struct dirent *e;
-	int rc;
+	ckctx *c = ctx;
 
-	if ((rc = pathf(&p, "%s/%s/disks", sr->dir, vm)) < 0)
-		return rc;
-	rc = check_files(c, p, vm, NULL);
-	free(p);
-	if (rc < 0 || (rc = pathf(&p, "%s/%s/snapshots", sr->dir, vm)) < 0)
-		return rc;
-	if (!(d = opendir(p))) {
-		rc = errno == ENOENT ? 0 : vms_raw__json_addf(c->problems, "cannot read %s: %s", p, strerror(errno));
-		free(p);
-		return rc;
-	}
-	while (rc == 0 && (e = readdir(d))) {
-		char *q = NULL;
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if ((rc = pathf(&q, "%s/%s", p, e->d_name)) < 0)
-			break;
-		if (has_suffix(e->d_name, ".tmp") || has_suffix(e->d_name, ".del"))
-			rc = stale(c, q, 1);
-		else if (vms_raw__check_key("snapshot key", e->d_name) < 0) {
-			vms_error_clear();
-			rc = vms_raw__json_addf(c->problems, "unexpected entry %s", q);
-		} else
-			rc = check_files(c, q, vm, e->d_name);
-		free(q);
-	}
-	closedir(d);
-	free(p);
-	return rc;
+	if (err)
+		return vms_raw__json_addf(c->problems, "cannot read %s: %s", path, strerror(err));
+	if (in_snapshots ? has_suffix(name, ".tmp") || has_suffix(name, ".del")
+	                 : !strcmp(name, MARKER ".tmp") || !strcmp(name, PROBE_SRC) || !strcmp(name, PROBE_DST))
+		return stale(c, path, in_snapshots);
+	if (!in_snapshots && !strcmp(name, MARKER))
+		return 0;
+	return vms_raw__json_addf(c->problems, "unexpected entry %s", path);
 }
 
 static int rl_check(vms_sr_handle *h, unsigned flags, char **out_report_json)
 {
 	rl_sr *sr = RSR(h);
 	ckctx c = {vms_json_new_array(), vms_json_new_array(), vms_json_new_array(), flags};
+	const walker w = {check_files, check_other, &c};
 	vms_json *rep = vms_json_new_object();
-	DIR *d = NULL;
-	struct dirent *e;
-	int rc = 0, fd = -1, locked = 0;
+	int rc = 0, fd = -1;
 	size_t nprob;
 
 	*out_report_json = NULL;
@@ -1019,29 +1085,7 @@ static int rl_check(vms_sr_handle *h, unsigned flags, char **out_report_json)
 			goto done;
 		vms_error_clear();
 	}
-	if ((rc = sr_lock(sr)) < 0)
-		goto done;
-	locked = 1;
-	if (!(d = opendir(sr->dir))) {
-		rc = vms_error_set_errno(errno, "open %s", sr->dir);
-		goto done;
-	}
-	while (rc == 0 && (e = readdir(d))) {
-		char *p = NULL;
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, MARKER))
-			continue;
-		if ((rc = pathf(&p, "%s/%s", sr->dir, e->d_name)) < 0)
-			break;
-		if (!strcmp(e->d_name, MARKER ".tmp") || !strcmp(e->d_name, PROBE_SRC) || !strcmp(e->d_name, PROBE_DST))
-			rc = stale(&c, p, 0);
-		else if (vms_raw__check_key("VM key", e->d_name) < 0) {
-			vms_error_clear();
-			rc = vms_raw__json_addf(c.problems, "unexpected entry %s", p);
-		} else
-			rc = check_vm(&c, sr, e->d_name);
-		free(p);
-	}
-	if (rc < 0)
+	if ((rc = walk(&w, sr)) < 0)
 		goto done;
 	nprob = vms_json_array_len(c.problems);
 	if (vms_json_object_set_string(rep, "type", "reflink") < 0 ||
@@ -1068,10 +1112,6 @@ static int rl_check(vms_sr_handle *h, unsigned flags, char **out_report_json)
 	if (nprob)
 		rc = vms_error_set(VMS_ECORRUPT, "reflink SR %s: %zu problem(s) found", sr->dir, nprob);
 done:
-	if (d)
-		closedir(d);
-	if (locked)
-		sr_unlock(sr);
 	if (fd >= 0)
 		close(fd);
 	vms_json_free(c.disks);
@@ -1083,140 +1123,28 @@ done:
 
 /* ---- enumerate -------------------------------------------------------------------- */
 
-/* One "<key>.raw" file as an object (invalid names are check's business). */
-static int enum_file(vms_json *arr, const char *dir, const char *file, const char *vm, const char *snap)
+static int enum_disks(void *ctx, const char *dir, const char *vm, const char *snap)
 {
-	char key[VMS_KEY_MAX], *p = NULL, *ref = NULL;
-	size_t l = strlen(file);
-	struct stat st;
-	vms_json *o;
-	int rc;
-
-	if (!has_suffix(file, ".raw") || l - 4 >= VMS_KEY_MAX)
-		return 0;
-	memcpy(key, file, l - 4);
-	key[l - 4] = '\0';
-	if (vms_raw__check_key("disk key", key) < 0) {
-		vms_error_clear();
-		return 0;
-	}
-	if ((rc = pathf(&p, "%s/%s", dir, file)) < 0)
-		return rc;
-	if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode)) {
-		free(p);
-		return 0;
-	}
-	if ((rc = vms_raw__make_ref(&ref, vm, snap, key)) < 0 || !(o = vms_json_new_object())) {
-		free(p);
-		free(ref);
-		return rc < 0 ? rc : vms_error_set(VMS_ENOMEM, "out of memory");
-	}
-	rc = vms_json_object_set_string(o, "kind", snap ? "snapshot_disk" : "disk");
-	if (rc == 0)
-		rc = vms_json_object_set_string(o, "ref", ref);
-	if (rc == 0)
-		rc = vms_json_object_set_string(o, "vm", vm);
-	if (rc == 0 && snap)
-		rc = vms_json_object_set_string(o, "snapshot", snap);
-	if (rc == 0)
-		rc = vms_json_object_set_string(o, "disk", key);
-	if (rc == 0)
-		rc = vms_json_object_set_string(o, "name", p);
-	if (rc == 0)
-		rc = vms_json_object_set_int(o, "size", (int64_t)st.st_size);
-	if (rc == 0)
-		rc = vms_json_object_set_int(o, "referenced", (int64_t)st.st_blocks * 512);
-	if (rc == 0)
-		rc = vms_json_array_append(arr, o);
-	else
-		vms_json_free(o);
-	free(p);
-	free(ref);
-	return rc;
-}
-
-static int enum_dir(vms_json *arr, const char *dir, const char *vm, const char *snap)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int rc = 0;
-
-	if (!d)
-		return errno == ENOENT || errno == ENOTDIR ? 0 : vms_error_set_errno(errno, "open directory %s", dir);
-	while (rc == 0 && (e = readdir(d)))
-		rc = enum_file(arr, dir, e->d_name, vm, snap);
-	closedir(d);
-	return rc;
+	return vms_be__enum_files(ctx, dir, vm, snap, VMS_BE_ENUM_MISSING_OK);
 }
 
 /* Disks <vm>/disks/<key>.raw and snapshot disks <vm>/snapshots/<snap>/<key>.raw
  * (temporaries, ".del" and invalid names are left to check). */
 static int rl_enumerate(vms_sr_handle *h, unsigned flags, char **out_json)
 {
-	rl_sr *sr = RSR(h);
-	vms_json *root = vms_json_new_object(), *arr = vms_json_new_array();
-	DIR *d = NULL;
-	struct dirent *e;
-	int rc = 0, locked = 0;
+	vms_json *arr = vms_json_new_array();
+	const walker w = {enum_disks, NULL, arr};
+	int rc;
 
 	(void)flags;
 	*out_json = NULL;
-	if (!root || !arr) {
-		rc = vms_error_set(VMS_ENOMEM, "out of memory");
-		goto done;
+	if (!arr)
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	if ((rc = walk(&w, RSR(h))) < 0) {
+		vms_json_free(arr);
+		return rc;
 	}
-	if ((rc = sr_lock(sr)) < 0)
-		goto done;
-	locked = 1;
-	if (!(d = opendir(sr->dir))) {
-		rc = vms_error_set_errno(errno, "open %s", sr->dir);
-		goto done;
-	}
-	while (rc == 0 && (e = readdir(d))) {
-		char *p = NULL;
-		DIR *sd;
-		struct dirent *se;
-		if (e->d_name[0] == '.' || vms_raw__check_key("VM key", e->d_name) < 0) {
-			vms_error_clear();
-			continue;
-		}
-		if ((rc = pathf(&p, "%s/%s/disks", sr->dir, e->d_name)) < 0)
-			break;
-		rc = enum_dir(arr, p, e->d_name, NULL);
-		free(p);
-		if (rc < 0 || (rc = pathf(&p, "%s/%s/snapshots", sr->dir, e->d_name)) < 0)
-			break;
-		if (!(sd = opendir(p))) {
-			free(p);
-			continue;
-		}
-		while (rc == 0 && (se = readdir(sd))) {
-			char *q = NULL;
-			if (se->d_name[0] == '.' || vms_raw__check_key("snapshot key", se->d_name) < 0) {
-				vms_error_clear();
-				continue;
-			}
-			if ((rc = pathf(&q, "%s/%s", p, se->d_name)) == 0)
-				rc = enum_dir(arr, q, e->d_name, se->d_name);
-			free(q);
-		}
-		closedir(sd);
-		free(p);
-	}
-	if (rc < 0)
-		goto done;
-	rc = vms_json_object_set(root, "objects", arr);
-	arr = NULL;
-	if (rc == 0)
-		rc = vms_json_serialize(out_json, root, 0);
-done:
-	if (d)
-		closedir(d);
-	if (locked)
-		sr_unlock(sr);
-	vms_json_free(arr);
-	vms_json_free(root);
-	return rc;
+	return vms_be__enum_result(out_json, arr);
 }
 
 const vms_backend vms_backend_reflink = {

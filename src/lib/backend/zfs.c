@@ -1552,99 +1552,27 @@ done:
 
 /* ---- enumerate ---------------------------------------------------------------- */
 
-/* One object with the members every kind has. */
-static vms_json *enum_obj(const char *kind, const char *ref, const char *vm, const char *snap, const char *disk,
-                          const char *name)
-{
-	vms_json *o = vms_json_new_object();
-	int rc = o ? 0 : VMS_ENOMEM;
-
-	if (rc == 0)
-		rc = vms_json_object_set_string(o, "kind", kind);
-	if (rc == 0 && ref)
-		rc = vms_json_object_set_string(o, "ref", ref);
-	if (rc == 0)
-		rc = vms_json_object_set_string(o, "vm", vm);
-	if (rc == 0 && snap)
-		rc = vms_json_object_set_string(o, "snapshot", snap);
-	if (rc == 0 && disk)
-		rc = vms_json_object_set_string(o, "disk", disk);
-	if (rc == 0)
-		rc = vms_json_object_set_string(o, "name", name);
-	if (rc < 0) {
-		vms_json_free(o);
-		return NULL;
-	}
-	return o;
-}
-
-/* The "<key>.raw" files of a directory (a VM dataset or a view of one of its
- * snapshots) as objects of `kind` appended to arr. */
-static int enum_files(vms_json *arr, const char *dir, const char *kind, const char *vm, const char *snap)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int rc = 0;
-
-	if (!d)
-		return vms_error_set_errno(errno, "open directory %s", dir);
-	while (rc == 0 && (e = readdir(d))) {
-		char key[VMS_KEY_MAX], *p = NULL, *ref = NULL;
-		size_t l = strlen(e->d_name);
-		struct stat st;
-		vms_json *o;
-
-		if (l <= 4 || l - 4 >= VMS_KEY_MAX || strcmp(e->d_name + l - 4, ".raw") != 0)
-			continue;
-		memcpy(key, e->d_name, l - 4);
-		key[l - 4] = '\0';
-		if (vms_raw__check_key("disk key", key) < 0) {
-			vms_error_clear();
-			continue;
-		}
-		if ((rc = vms_raw__join(&p, dir, e->d_name)) < 0)
-			break;
-		if (lstat(p, &st) == 0 && S_ISREG(st.st_mode)) {
-			if ((rc = vms_raw__make_ref(&ref, vm, snap, key)) == 0) {
-				/* zfs-fuse reports st_blocks = 1 for every file: the
-				 * bytes a file maps are unknown */
-				if (!(o = enum_obj(kind, ref, vm, snap, key, p))) {
-					rc = vms_error_set(VMS_ENOMEM, "out of memory");
-				} else if (vms_json_object_set_int(o, "size", (int64_t)st.st_size) < 0 ||
-				           vms_json_object_set(o, "referenced", vms_json_new_null()) < 0) {
-					vms_json_free(o);
-					rc = vms_error_set(VMS_ENOMEM, "out of memory");
-				} else if (vms_json_array_append(arr, o) < 0) {
-					rc = vms_error_set(VMS_ENOMEM, "out of memory");
-				}
-			}
-		}
-		free(ref);
-		free(p);
-	}
-	closedir(d);
-	return rc;
-}
-
 /*
  * VM datasets' disk files as "disk" objects and every VM snapshot as one
  * "snapshot" object (whole: a ZFS snapshot covers all the VM's files).
  * Names and numbers come from one `zfs get -H -p -r` (zfs-fuse's `zfs list`
  * has no -p).  With VMS_ENUM_DEEP the files of each snapshot are listed
- * through a view (a `zfs clone` per snapshot not viewed yet).
+ * through a view (a `zfs clone` per snapshot not viewed yet).  zfs-fuse
+ * reports st_blocks = 1 for every file, so the bytes a disk file maps are
+ * unknown (VMS_BE_ENUM_NO_BLOCKS).
  */
 static int zfs_enumerate(vms_sr_handle *h, unsigned flags, char **out_json)
 {
 	zfs_sr *sr = ZSR(h);
 	const char *argv[] = {"zfs", "get", "-H", "-p", "-r", "-o", "name,property,value",
 	                      "referenced,defer_destroy", sr->name, NULL};
-	vms_json *root = vms_json_new_object(), *arr = vms_json_new_array();
+	vms_json *arr = vms_json_new_array();
 	char **lines = NULL;
 	size_t n = 0, np = strlen(sr->name);
 	int rc;
 
 	*out_json = NULL;
-	if (!root || !arr) {
+	if (!arr) {
 		rc = vms_error_set(VMS_ENOMEM, "out of memory");
 		goto done;
 	}
@@ -1675,7 +1603,7 @@ static int zfs_enumerate(vms_sr_handle *h, unsigned flags, char **out_json)
 		}
 		if (!at) {
 			if ((rc = child_mnt(&mnt, sr, vm)) == 0)
-				rc = enum_files(arr, mnt, "disk", vm, NULL);
+				rc = vms_be__enum_files(arr, mnt, vm, NULL, VMS_BE_ENUM_NO_BLOCKS);
 			free(mnt);
 			continue;
 		}
@@ -1684,7 +1612,7 @@ static int zfs_enumerate(vms_sr_handle *h, unsigned flags, char **out_json)
 		size_t nl = strlen(lines[i]);
 		int deferred = i + 1 < n && strncmp(lines[i + 1], lines[i], nl) == 0 &&
 		               strcmp(lines[i + 1] + nl, "\tdefer_destroy\ton") == 0;
-		vms_json *o = enum_obj("snapshot", NULL, vm, at + 1, NULL, lines[i]);
+		vms_json *o = vms_be__enum_obj("snapshot", NULL, vm, at + 1, NULL, lines[i]);
 		if (!o || vms_json_object_set_int(o, "referenced", (int64_t)refd) < 0 ||
 		    vms_json_object_set_bool(o, "whole", 1) < 0 || vms_json_object_set_bool(o, "deferred", deferred) < 0) {
 			vms_json_free(o);
@@ -1697,7 +1625,7 @@ static int zfs_enumerate(vms_sr_handle *h, unsigned flags, char **out_json)
 			if (!disks)
 				rc = vms_error_set(VMS_ENOMEM, "out of memory");
 			else if ((rc = view_acquire(&v, sr, vm, at + 1)) == 0) {
-				rc = enum_files(disks, v->mnt, "snapshot_disk", vm, at + 1);
+				rc = vms_be__enum_files(disks, v->mnt, vm, at + 1, VMS_BE_ENUM_NO_BLOCKS);
 				view_release(v);
 			}
 			if (rc == 0)
@@ -1710,16 +1638,13 @@ static int zfs_enumerate(vms_sr_handle *h, unsigned flags, char **out_json)
 		else
 			vms_json_free(o);
 	}
-	if (rc < 0)
-		goto done;
-	rc = vms_json_object_set(root, "objects", arr);
-	arr = NULL;
-	if (rc == 0)
-		rc = vms_json_serialize(out_json, root, 0);
+	if (rc == 0) {
+		rc = vms_be__enum_result(out_json, arr);
+		arr = NULL;
+	}
 done:
 	free_list(lines);
 	vms_json_free(arr);
-	vms_json_free(root);
 	return rc;
 }
 
