@@ -173,6 +173,11 @@ const vms_backend *vms_backend_find(const char *type);
 const vms_backend *const *vms_backend_all(void);
 
 extern const vms_backend vms_backend_native;
+
+/* Native SRs opened or created from now on use direct I/O on their pool file
+ * (vms_pool_options.direct_io; vmsnapd --direct-io).  Process-wide: set
+ * once, before any thread opens an SR. */
+void vms_backend_native_set_direct_io(int on);
 extern const vms_backend vms_backend_zfs;
 extern const vms_backend vms_backend_reflink;
 

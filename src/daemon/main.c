@@ -57,6 +57,7 @@ static void usage(FILE *f)
 	        "  --raw NAME=PATH        serve the raw file PATH as export NAME (repeatable)\n"
 	        "  --raw-readonly NAME=PATH  the same, read-only\n"
 	        "  --readonly             serve every export read-only\n"
+	        "  --direct-io            native SRs: pool files opened O_DIRECT (no host page cache)\n"
 	        "  --workers N            request threads per NBD connection (default 16)\n"
 	        "  --max-clients N        NBD connections at most (default 256)\n"
 	        "  --foreground           do not detach; log to stderr\n"
@@ -234,7 +235,7 @@ int main(int argc, char **argv)
 	struct vmsd_daemon *d = &daemon_state;
 	const char *home = getenv("VMSNAP_HOME"), *nbd_path = NULL, *ctl_path = NULL, *tcp = NULL;
 	const char *group = NULL, *ctl_group = NULL, *pidfile = NULL, *logfile = NULL;
-	int foreground = 0, readonly = 0, level = VMSD_LOG_INFO, pid_fd = -1, ret = 1;
+	int foreground = 0, readonly = 0, direct_io = 0, level = VMSD_LOG_INFO, pid_fd = -1, ret = 1;
 	struct vmsd_nbd_config cfg = {.workers = 16, .max_clients = 256, .handshake_timeout = 30};
 	struct vmsd_tls_config tls_cfg = {.mode = VMSD_TLS_OFF};
 	vmsd_raw *raw = NULL;
@@ -256,7 +257,8 @@ int main(int argc, char **argv)
 		{"no-scheduler", no_argument, 0, 'N'},     {"clock-scale", required_argument, 0, 'S'},
 		{"clock-start", required_argument, 0, 'T'}, {"tls", required_argument, 0, 't'},
 		{"tls-certificates", required_argument, 0, 'C'}, {"tls-verify-peer", no_argument, 0, 'v'},
-		{"tls-psk", required_argument, 0, 'P'},    {0, 0, 0, 0},
+		{"tls-psk", required_argument, 0, 'P'},    {"direct-io", no_argument, 0, 'D'},
+		{0, 0, 0, 0},
 	};
 
 	if (vmsd_raw_new(&raw, 0) < 0) {
@@ -282,6 +284,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'R': readonly = 1; break;
+		case 'D': vms_backend_native_set_direct_io(1); direct_io = 1; break;
 		case 'w':
 		case 'm':
 			v = strtoul(optarg, &end, 10);
@@ -476,10 +479,10 @@ int main(int argc, char **argv)
 		}
 	}
 	vmsd_info("vmsnapd started: home %s, NBD socket %s%s%s, control socket %s, %zu raw export(s), "
-	          "%u workers per connection%s",
+	          "%u workers per connection%s%s",
 	          home ? home : "(none)", nbd_path ? nbd_path : "(none)", tcp ? ", TCP " : "", tcp ? tcp : "",
 	          ctl_path ? ctl_path : "(none)", vmsd_raw_count(raw), cfg.workers,
-	          readonly ? ", read-only" : "");
+	          readonly ? ", read-only" : "", direct_io ? ", direct I/O on native SRs" : "");
 	if (cfg.tls)
 		vmsd_info("TLS %s: %s", vmsd_tls_mode(cfg.tls) == VMSD_TLS_REQUIRE ? "required on TCP, offered on the Unix socket"
 		                                                                   : "offered",

@@ -614,10 +614,18 @@ static int check_location(const char *location)
 	return 0;
 }
 
+static int native_direct_io;
+
+void vms_backend_native_set_direct_io(int on)
+{
+	native_direct_io = !!on;
+}
+
 static int parse_options(vms_pool_options *o, const char *options)
 {
 	memset(o, 0, sizeof(*o));
 	o->data_checksums = 1;
+	o->direct_io = native_direct_io;
 	if (!options || !*options)
 		return 0;
 	char buf[1024];
@@ -771,6 +779,7 @@ static int sr_open(vms_sr_handle **out, const char *location, int read_only)
 	sr->read_only = read_only;
 	memset(&opts, 0, sizeof(opts));
 	opts.read_only = read_only;
+	opts.direct_io = native_direct_io;
 	pthread_mutex_init(&sr->lock, NULL);
 	if ((rc = check_location(location)) < 0)
 		goto done;
