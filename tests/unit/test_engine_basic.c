@@ -100,6 +100,17 @@ static int check_clean(vms_pool *p)
 	return rc == 0 && r.corrupt == 0 && r.leaked_blocks == 0;
 }
 
+/* Reopen pool `name`: volume v reads `want` and the check is clean. */
+static int reopen_reads(const char *name, const vms_pool_options *o, vms_vol_id v,
+                        const uint8_t *want, size_t len)
+{
+	vms_pool *p = reopen(name, o);
+	if (!p)
+		return 0;
+	int ok = read_equals(p, v, want, len, 0) && check_clean(p);
+	return vms_pool_close(p) == 0 && ok;
+}
+
 static uint64_t free_blocks(vms_pool *p)
 {
 	vms_pool_stats st;
@@ -527,11 +538,7 @@ TEST(sub_block_writes)
 	CHECK(smodel && read_equals(p, s, smodel, LEN, 0));
 	CHECK(check_clean(p));
 	CHECK_OK(vms_pool_close(p));
-	p = reopen("sb.pool", &o);
-	REQUIRE(p);
-	CHECK(read_equals(p, v, model, LEN, 0));
-	CHECK(check_clean(p));
-	CHECK_OK(vms_pool_close(p));
+	CHECK(reopen_reads("sb.pool", &o, v, model, LEN));
 	free(model);
 	free(smodel);
 }
@@ -892,6 +899,90 @@ TEST(read_only_open_writes_nothing)
 	CHECK_OK(vms_pool_commit(p));
 	CHECK(file_crc(path_of("ro.pool")) != before);
 	CHECK_OK(vms_pool_close(p));
+}
+
+/* Space-map pages whose blocks are all free are holes (format version 2):
+ * the space map's size follows the part of the pool in use, not the pool. */
+static uint64_t smap_blocks_of(vms_pool *p)
+{
+	vms_pool_stats st;
+	if (vms_pool_stats_get(&st, p) < 0)
+		return UINT64_MAX;
+	return st.smap_blocks;
+}
+
+TEST(space_map_holes_follow_the_data)
+{
+	vms_pool_options o = quiet_opts();
+	/* 4 GiB: 1,048,576 blocks, 1,028 space-map pages of 1,020 counts */
+	vms_pool *p = new_pool("holes.pool", 4096 * MiB, &o);
+	REQUIRE(p);
+	CHECK_OK(vms_pool_commit(p));
+	uint64_t empty = smap_blocks_of(p);
+	CHECK(empty < 16); /* interior nodes and the pages of the first blocks */
+	CHECK(check_clean(p));
+	vms_vol_id v;
+	CHECK_OK(vms_vol_create(&v, p, 1024 * MiB));
+	size_t len = 64 * MiB;
+	uint8_t *a = malloc(len);
+	REQUIRE(a);
+	fill(a, len, 77);
+	CHECK_OK(vms_vol_write(p, v, a, len, 0, 0));
+	CHECK_OK(vms_pool_commit(p));
+	uint64_t full = smap_blocks_of(p);
+	fprintf(stderr, "  space map: %llu blocks empty, %llu with 64 MiB written\n", (unsigned long long)empty,
+	        (unsigned long long)full);
+	/* 16,384 data blocks and their index: about 17 pages more */
+	CHECK(full >= empty + 16 && full < empty + 40);
+	CHECK(check_clean(p));
+	CHECK_OK(vms_pool_close(p));
+
+	/* the record says version 2; holes read back as free blocks */
+	uint8_t rec[8];
+	int fd = open(path_of("holes.pool"), O_RDONLY);
+	REQUIRE(fd >= 0);
+	CHECK(pread(fd, rec, 8, 8) == 8 && get32(rec) == SB_VERSION && SB_VERSION == 2);
+	close(fd);
+	p = reopen("holes.pool", &o);
+	REQUIRE(p);
+	CHECK(smap_blocks_of(p) == full);
+	CHECK(read_equals(p, v, a, len, 0));
+	CHECK(check_clean(p));
+	vms_pool_stats st;
+	CHECK_OK(vms_pool_stats_get(&st, p));
+	CHECK(st.free_blocks > 1048576 - 20000 && st.free_blocks < 1048576 - 16384);
+
+	/* freed again: the pages become holes again */
+	CHECK_OK(vms_vol_delete(p, v));
+	CHECK_OK(vms_pool_reap_wait(p));
+	for (int i = 0; i < 3; i++)
+		CHECK_OK(vms_pool_commit(p));
+	CHECK(smap_blocks_of(p) < empty + 8);
+	CHECK(check_clean(p));
+	/* and blocks far into the pool are allocated and counted again */
+	CHECK_OK(vms_vol_create(&v, p, 1024 * MiB));
+	CHECK_OK(vms_vol_write(p, v, a, len, 0, 0));
+	CHECK_OK(vms_pool_commit(p));
+	CHECK(check_clean(p));
+	CHECK_OK(vms_pool_close(p));
+	CHECK(reopen_reads("holes.pool", &o, v, a, len));
+
+	/* a version-1 record with holes is damage, not free space */
+	fd = open(path_of("holes.pool"), O_RDWR);
+	REQUIRE(fd >= 0);
+	for (int slot = 0; slot < 2; slot++) {
+		uint8_t sb[SB_SIZE];
+		REQUIRE(pread(fd, sb, SB_SIZE, (off_t)slot * 4096) == SB_SIZE);
+		put32(sb + 8, 1);
+		put32(sb + SB_SIZE - 4, vms_crc32c(0, sb, SB_SIZE - 4));
+		REQUIRE(pwrite(fd, sb, SB_SIZE, (off_t)slot * 4096) == SB_SIZE);
+	}
+	close(fd);
+	vms_pool *q = NULL;
+	CHECK(vms_pool_open_file(&q, path_of("holes.pool"), &o) == VMS_ECORRUPT && !q);
+	CHECK(strstr(vms_error_last(), "space map") != NULL);
+	free(a);
+	unlink(path_of("holes.pool"));
 }
 
 TEST(leak_reported_and_repaired)

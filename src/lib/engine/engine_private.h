@@ -45,7 +45,8 @@
 /* ---- on-disk constants (docs/format.md) -------------------------------- */
 
 #define SB_MAGIC        "VMSNAPPL"     /* 8 bytes at offset 0 of a commit record */
-#define SB_VERSION      1u
+#define SB_VERSION      2u             /* written; 2: all-free space-map pages are holes */
+#define SB_VERSION_MIN  1u             /* oldest read (1: no holes; same layout otherwise) */
 #define SB_SIZE         256u           /* bytes covered by the record's crc */
 #define SB_FLAG_DATA_CSUM 1u
 
@@ -164,6 +165,7 @@ struct vms_pool {
 	uint64_t total_blocks;
 	int data_checksums;
 	uint8_t uuid[16];
+	uint32_t format_version;         /* of the record opened (holes need 2); SB_VERSION once written */
 
 	/* commit state */
 	uint64_t txg;                    /* open transaction */

@@ -82,7 +82,7 @@ static int sb_decode(sb *s, const uint8_t *i)
 	if (get32(i + SB_SIZE - 4) != vms_crc32c(0, i, SB_SIZE - 4) || get32(i + 20) != SB_SIZE)
 		return 2;
 	s->version = get32(i + 8);
-	if (s->version != SB_VERSION)
+	if (s->version < SB_VERSION_MIN || s->version > SB_VERSION)
 		return 3;
 	s->block_size = get32(i + 12);
 	s->flags = get32(i + 16);
@@ -508,6 +508,7 @@ int vms_pool_create(vms_pool **out, vms_io *io, uint64_t size, const vms_pool_op
 			goto done;
 		rc = 0; /* a larger block device: use the first `size` bytes */
 	}
+	p->format_version = SB_VERSION;
 	if (getrandom(p->uuid, sizeof(p->uuid), 0) != (ssize_t)sizeof(p->uuid)) {
 		rc = vms_error_set_errno(errno, "getrandom");
 		goto done;
@@ -598,8 +599,9 @@ static int read_records(vms_pool *p, sb *best)
 		if (why[0] == 1 && why[1] == 1)
 			return vms_error_set(VMS_ECORRUPT, "not a vmsnap pool (no commit record magic)");
 		if (why[0] == 3 || why[1] == 3)
-			return vms_error_set(VMS_ENOTSUP, "unsupported pool format version %u (this build reads %u)",
-			                     why[0] == 3 ? s[0].version : s[1].version, SB_VERSION);
+			return vms_error_set(VMS_ENOTSUP, "unsupported pool format version %u (this build reads "
+			                     "%u to %u)", why[0] == 3 ? s[0].version : s[1].version,
+			                     SB_VERSION_MIN, SB_VERSION);
 		return vms_error_set(VMS_ECORRUPT, "both commit records are damaged");
 	}
 	*best = s[pick];
@@ -622,6 +624,7 @@ static int pool_load(vms_pool *p, const vms_pool_options *opts)
 		                     (unsigned long long)cur,
 		                     (unsigned long long)(s.total_blocks * s.block_size));
 	memcpy(p->uuid, s.uuid, 16);
+	p->format_version = s.version;
 	p->data_checksums = !!(s.flags & SB_FLAG_DATA_CSUM);
 	p->txg = s.txg + 1;
 	p->durable_txg = s.txg;
@@ -824,7 +827,8 @@ int vms_pool_stats_get(vms_pool_stats *out, vms_pool *p)
 	out->readonly = p->readonly;
 	out->data_checksums = p->data_checksums;
 	for (uint32_t l = 0; l <= p->smap.depth; l++)
-		out->smap_blocks += p->smap.n[l];
+		for (uint64_t j = 0; j < p->smap.n[l]; j++)
+			out->smap_blocks += p->smap.blk[l][j] != 0; /* holes: all-free pages */
 	for (uint32_t l = 0; l <= p->vtab.depth; l++)
 		out->vtab_blocks += p->vtab.n[l];
 	uint64_t pages = out->smap_blocks + out->vtab_blocks;

@@ -22,6 +22,14 @@
  * so relocation iterates to a fixpoint before anything is serialized (as
  * btrfs does with its extent tree).  A page is relocated at most once per
  * commit, so the loop ends.  Allocations made by commit may use the reserve.
+ *
+ * A space-map page whose counts are all 0 is not stored (format version 2):
+ * its pointer is 0, a hole, and it reads as zeros, so the space map costs
+ * blocks in proportion to the part of the pool in use, not to the pool's
+ * size.  A page made a hole during a commit's relocation and then given a
+ * count by a later relocation is marked again and relocated to a block
+ * (parray_mark); a page may become a hole only once per commit, so the loop
+ * still ends.  The root page of a one-page space map is never a hole.
  */
 #include <stdlib.h>
 
@@ -261,7 +269,11 @@ void parray_free(parray *a)
 
 void parray_mark(parray *a, uint64_t page)
 {
-	if (page < a->n[0] && a->dirty[0][page] == 0) {
+	if (page >= a->n[0])
+		return;
+	/* 0: clean; 2 with a block: relocated this commit, serialized from
+	 * memory later; 2 without one: made a hole, which no longer holds */
+	if (a->dirty[0][page] == 0 || (a->dirty[0][page] == 2 && a->blk[0][page] == 0)) {
 		a->dirty[0][page] = 1;
 		a->ndirty++;
 	}
@@ -314,6 +326,17 @@ static int parray_load_node(vms_pool *p, parray *a, uint8_t **bufs, uint32_t lev
 {
 	uint8_t *buf = bufs[level];
 	int rc;
+	if (blk == 0 && level == 0 && a->type == NT_SMAP && a->depth > 0 && crc == 0 &&
+	    p->format_version >= 2) {
+		/* a hole: a page of free blocks */
+		memset(buf, 0, p->bs);
+		a->blk[0][j] = 0;
+		a->crc[0][j] = 0;
+		a->dirty[0][j] = 0;
+		if (a->ndirty)
+			a->ndirty--;
+		return page_cb(p, j, buf + NODE_HDR);
+	}
 	if (blk < 2 || blk >= p->total_blocks)
 		return vms_error_set(VMS_ECORRUPT, "%s pointer to block %llu out of bounds",
 		                     a->type == NT_SMAP ? "space map" : "volume table",
@@ -373,13 +396,36 @@ done:
 	return rc;
 }
 
-/* Relocate every node marked 1; mark parents.  Returns 1 when anything moved. */
+/* 1 when every count of space-map page j is 0. */
+static int smap_page_free(const vms_pool *p, uint64_t j)
+{
+	uint64_t per = smap_per_page(p), first = j * per;
+	uint64_t end = first + per < p->total_blocks ? first + per : p->total_blocks;
+	for (uint64_t b = first; b < end; b++)
+		if (p->ref[b])
+			return 0;
+	return 1;
+}
+
+/* Relocate every node marked 1 (an all-free space-map page becomes a hole
+ * instead); mark parents.  *moved = 1 when anything changed counts. */
 static int parray_relocate(vms_pool *p, parray *a, int *moved)
 {
 	for (uint32_t l = 0; l <= a->depth; l++) {
 		for (uint64_t j = 0; j < a->n[l]; j++) {
 			if (a->dirty[l][j] != 1)
 				continue;
+			if (l == 0 && a->type == NT_SMAP && a->depth > 0 && smap_page_free(p, j)) {
+				if (a->blk[0][j]) {
+					sm_unref_meta(p, a->blk[0][j]);
+					*moved = 1;
+				}
+				a->blk[0][j] = 0;
+				a->dirty[0][j] = 2;
+				if (a->dirty[1][j / p->fanout] == 0)
+					a->dirty[1][j / p->fanout] = 1;
+				continue;
+			}
 			uint64_t nb = 0;
 			int rc = sm_alloc_meta(p, 1, &nb);
 			if (rc < 0)
@@ -425,6 +471,14 @@ static int parray_serialize(vms_pool *p, parray *a)
 		for (uint64_t j = 0; j < a->n[l]; j++) {
 			if (a->dirty[l][j] != 2)
 				continue;
+			if (a->blk[l][j] == 0) { /* a hole (relocate checked it is all free) */
+				if (l != 0 || a->type != NT_SMAP || !smap_page_free(p, j))
+					return vms_error_set(VMS_EIO, "internal: page %llu of level %u has no "
+					                     "block at commit", (unsigned long long)j, l);
+				a->crc[0][j] = 0;
+				a->dirty[0][j] = 0;
+				continue;
+			}
 			uint8_t *buf = cw_add(p, a->blk[l][j]);
 			if (!buf)
 				return VMS_ENOMEM;
@@ -473,6 +527,8 @@ int parray_walk_blocks(vms_pool *p, const parray *a, int (*cb)(void *, uint64_t)
 	(void)p;
 	for (uint32_t l = 0; l <= a->depth; l++)
 		for (uint64_t j = 0; j < a->n[l]; j++) {
+			if (!a->blk[l][j])
+				continue; /* a hole */
 			int rc = cb(ctx, a->blk[l][j]);
 			if (rc)
 				return rc;
