@@ -37,7 +37,7 @@ status=0
 for t in "${engine_tests[@]}"; do
   if run "$B/$t" >"$OUT/$t.log" 2>&1; then echo "ok   $t"; else echo "FAIL $t (see $OUT/$t.log)"; status=1; fi
 done
-for s in test_nbd_raw test_daemon_native test_tls test_fault_daemon test_crash_daemon; do
+for s in test_nbd_raw test_daemon_native test_daemon_direct test_tls test_fault_daemon test_crash_daemon; do
   [ -f "$TOP/tests/integration/$s.sh" ] || continue
   # the crash test under TSan: a few kills are enough to exercise recovery
   if VMS_KILLS=${VMS_TSAN_KILLS:-4} run bash "$TOP/tests/integration/$s.sh" "$B" >"$OUT/$s.log" 2>&1; then
