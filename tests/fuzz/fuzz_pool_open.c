@@ -14,6 +14,10 @@
  *               image at offset % image size (clipped at the end)
  *
  *               bit 4 open on a read-only io (writes refused and counted)
+ *               bit 5 the wide image: the same pool built on 2,048 blocks,
+ *               so its space map has an interior root and a hole page
+ *               (format version 2); patches still land in the first 128
+ *               blocks, where all its metadata lies
  *
  * Then vms_pool_open() read-only (vms_pool_options.read_only) on an
  * in-memory io, vms_pool_check(), and reads of every volume (first, middle
@@ -133,8 +137,10 @@ static void m_init(memio *m, uint8_t *buf, uint64_t len, int readonly)
 	m->readonly = readonly;
 }
 
-static uint8_t *g_image;
-static uint64_t g_image_len;
+#define WIDE_NBLK 2048u         /* > (BS - 16) / 4 blocks: two space-map pages */
+
+static uint8_t *g_images[2];     /* [0] 128 blocks, [1] the wide image */
+static uint64_t g_image_lens[2];
 static uint64_t g_runs, g_opened, g_clean, g_write_open, g_write_check, g_write_failed_open;
 
 static void report(void)
@@ -146,18 +152,25 @@ static void report(void)
 	        (unsigned long long)g_write_failed_open);
 }
 
+static uint32_t get32_le(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 #define OK(x) do { int _rc = (x); if (_rc < 0) { fprintf(stderr, "setup: %s: %s\n", #x, vms_error_last()); abort(); } } while (0)
 
-static void build_image(void)
+static void build_image(int wide)
 {
-	static memio m;
-	uint8_t *buf = calloc(1, IMG);
+	static memio ms[2];
+	memio *mp = &ms[wide];
+	uint64_t len = wide ? (uint64_t)BS * WIDE_NBLK : IMG;
+	uint8_t *buf = calloc(1, len);
 	assert(buf);
-	m_init(&m, buf, IMG, 0);
+	m_init(mp, buf, len, 0);
 	vms_pool_options o = {.block_size = BS, .data_checksums = 1, .commit_interval_ms = UINT32_MAX,
 	                      .reserve_blocks = 8};
 	vms_pool *p = NULL;
-	OK(vms_pool_create(&p, &m.io, IMG, &o));
+	OK(vms_pool_create(&p, &mp->io, len, &o));
 	vms_vol_id a, b, s, c, d;
 	uint8_t blk[BS];
 	OK(vms_vol_create(&a, p, 64 * BS));
@@ -181,8 +194,12 @@ static void build_image(void)
 	OK(vms_vol_delete(p, d));
 	OK(vms_pool_reap_wait(p));
 	OK(vms_pool_close(p));
-	g_image = m.buf;
-	g_image_len = m.len;
+	assert(mp->buf[8] == 2); /* format version 2 (the record's version field) */
+	if (wide) /* the second space-map page is a hole: all its blocks are free */
+		for (uint64_t k = (BS - 16) / 4; k < WIDE_NBLK; k++)
+			assert(get32_le(mp->buf + k * BS) != 0x4E534D56);
+	g_images[wide] = mp->buf;
+	g_image_lens[wide] = mp->len;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -191,11 +208,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	const char *e;
-	build_image();
+	build_image(0);
+	build_image(1);
 	/* the seed corpus generator: VMS_FUZZ_WRITE_IMAGE=PATH saves the base image */
 	if ((e = getenv("VMS_FUZZ_WRITE_IMAGE"))) {
 		FILE *f = fopen(e, "wb");
-		assert(f && fwrite(g_image, 1, g_image_len, f) == g_image_len);
+		assert(f && fwrite(g_images[0], 1, g_image_lens[0], f) == g_image_lens[0]);
 		fclose(f);
 	}
 	atexit(report);
@@ -324,12 +342,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	g_runs++;
 	unsigned mode = data[0];
+	uint64_t g_image_len = g_image_lens[(mode >> 5) & 1];
 	uint8_t *img = malloc(g_image_len);
 	assert(img);
-	memcpy(img, g_image, g_image_len);
+	memcpy(img, g_images[(mode >> 5) & 1], g_image_len);
 	size_t i = 1;
 	while (i + 5 <= size) {
-		uint64_t off = get32(data + i) % g_image_len;
+		uint64_t off = get32(data + i) % IMG; /* the metadata of both images */
 		size_t n = data[i + 4];
 		i += 5;
 		if (n > size - i)
