@@ -152,7 +152,7 @@ static void report(void)
 	        (unsigned long long)g_write_failed_open);
 }
 
-static uint32_t get32_le(const uint8_t *p)
+static uint32_t get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -197,7 +197,7 @@ static void build_image(int wide)
 	assert(mp->buf[8] == 2); /* format version 2 (the record's version field) */
 	if (wide) /* the second space-map page is a hole: all its blocks are free */
 		for (uint64_t k = (BS - 16) / 4; k < WIDE_NBLK; k++)
-			assert(get32_le(mp->buf + k * BS) != 0x4E534D56);
+			assert(get32(mp->buf + k * BS) != 0x4E534D56);
 	g_images[wide] = mp->buf;
 	g_image_lens[wide] = mp->len;
 }
@@ -218,11 +218,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	atexit(report);
 	return 0;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static uint64_t get64(const uint8_t *p)
