@@ -89,6 +89,25 @@ t_end() {
   exit $?
 }
 
+# daemon_env [DIR]: where a test's vmsnapd lives (HOME_DIR=$T/home, its NBD
+# socket SOCK and control socket CTL in DIR, default HOME_DIR, log LOG), for
+# the helpers below:
+#   uri EXPORT             the NBD URI of an export on SOCK
+#   ctl JSON               one control request; the response line on stdout
+#   json_get JSON EXPR     EXPR evaluated in Python with j = the parsed JSON
+#   ok_result RESPONSE     the response is a result, not an error
+# A test that serves elsewhere (TCP, TLS) defines its own uri after this.
+daemon_env() {
+  HOME_DIR=$T/home
+  SOCK=${1:-$HOME_DIR}/nbd.sock
+  CTL=${1:-$HOME_DIR}/control.sock
+  LOG=$T/vmsnapd.log
+}
+uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
+ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
+json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+ok_result() { [ "$(json_get "$1" '"result" in j' 2>/dev/null)" = True ]; }
+
 # wait_for_socket PATH [SECONDS]: wait until a Unix socket exists.
 wait_for_socket() {
   local p=$1 n=$((${2:-10} * 10))

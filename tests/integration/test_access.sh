@@ -14,11 +14,7 @@
 need python3 nbdinfo
 
 need_built
-HOME_DIR=$T/home
-SOCK=$HOME_DIR/nbd.sock
-CTL=$HOME_DIR/control.sock
-LOG=$T/vmsnapd.log
-ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
+daemon_env
 err_code() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["error"]["code"] if "error" in j else "OK")' "$1" 2>/dev/null || echo "BAD-RESPONSE"; }
 mode_of() { stat -c %a "$1"; }
 group_of() { stat -c %G "$1"; }

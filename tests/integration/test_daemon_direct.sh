@@ -9,16 +9,10 @@
 need nbdinfo nbdcopy qemu-io qemu-img fio python3
 need_built
 
-H=$T/home
-SOCK=$H/nbd.sock
-CTL=$H/control.sock
-LOG=$T/vmsnapd.log
-uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
-ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
-ok_result() { python3 -c 'import json,sys; sys.exit(0 if "result" in json.loads(sys.argv[1]) else 1)' "$1" 2>/dev/null; }
+daemon_env
 
 start_daemon() { # extra flags
-  "$VMSNAPD" --foreground --home "$H" --log-file "$LOG" --log-level info "$@" &
+  "$VMSNAPD" --foreground --home "$HOME_DIR" --log-file "$LOG" --log-level info "$@" &
   DPID=$!
   on_exit "kill $DPID 2>/dev/null"
   wait_for_socket "$SOCK" 10 && wait_for_socket "$CTL" 10
@@ -72,6 +66,6 @@ nbdcopy "$(uri vm1/root)" "$T/live.img" && stop_daemon && start_daemon &&
 
 t_begin "vmsnap check: the pool is clean"
 stop_daemon
-out=$("$VMSNAP" --home "$H" check 2>&1) && t_ok || t_fail "$out"
+out=$("$VMSNAP" --home "$HOME_DIR" check 2>&1) && t_ok || t_fail "$out"
 
 t_end

@@ -10,16 +10,9 @@ need nbdinfo qemu-io fio python3
 VMSNAPD=$BUILD/vmsnapd
 [ -x "$VMSNAPD" ] || { echo "FAIL: $VMSNAPD not built"; echo "0 passed, 1 failed"; exit 1; }
 
-HOME_DIR=$T/home
-SOCK=$HOME_DIR/nbd.sock
-CTL=$HOME_DIR/control.sock
-LOG=$T/vmsnapd.log
+daemon_env
 CHECK=$TOP/tests/integration/nbd_snapcheck.py
-uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
 
-ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
-json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
-ok_result() { [ "$(json_get "$1" '"result" in j' 2>/dev/null)" = True ]; }
 
 start_daemon() {
   "$VMSNAPD" --foreground --home "$HOME_DIR" --log-file "$LOG" --log-level debug &

@@ -29,13 +29,7 @@ if ldd "$BUSYBOX" >/dev/null 2>&1; then
   echo "FAIL: $BUSYBOX is not static (apt-get install busybox-static)"; echo "0 passed, 1 failed"; exit 1
 fi
 
-HOME_DIR=$T/home
-SOCK=$HOME_DIR/nbd.sock
-CTL=$HOME_DIR/control.sock
-LOG=$T/vmsnapd.log
-ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
-json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
-ok_result() { [ "$(json_get "$1" '"result" in j' 2>/dev/null)" = True ]; }
+daemon_env
 
 # ---- initramfs: busybox and the virtio modules, then switch_root to vda --
 mkdir -p "$T/initrd/bin" "$T/initrd/modules"

@@ -20,15 +20,8 @@ need qemu-io nbdcopy python3 sha256sum
 
 need_built
 
-HOME_DIR=$T/home
-SOCK=$HOME_DIR/nbd.sock
-CTL=$HOME_DIR/control.sock
-LOG=$T/vmsnapd.log
+daemon_env
 DPID=
-uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
-ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
-json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
-ok_result() { [ "$(json_get "$1" '"result" in j' 2>/dev/null)" = True ]; }
 V() { "$VMSNAP" --home "$HOME_DIR" --no-daemon "$@"; }
 # qio URI CMD...: qemu-io with one -c per command; output in $out, status in $rc
 qio() {

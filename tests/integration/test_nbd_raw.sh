@@ -9,16 +9,7 @@ need nbdinfo qemu-img qemu-io nbdcopy fio python3 cmp sha256sum
 VMSNAPD=$BUILD/vmsnapd
 [ -x "$VMSNAPD" ] || { echo "FAIL: $VMSNAPD not built"; echo "0 passed, 1 failed"; exit 1; }
 
-SOCK=$T/nbd.sock
-CTL=$T/control.sock
-LOG=$T/vmsnapd.log
-uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
-
-# Control-socket client: one request line in, one response line out.
-ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
-
-# json_get JSON PYEXPR: evaluate PYEXPR with j = the parsed JSON.
-json_get() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+daemon_env "$T"   # raw exports only: the sockets in $T, no catalog
 
 start_daemon() {
   "$VMSNAPD" --foreground --log-file "$LOG" --log-level debug \

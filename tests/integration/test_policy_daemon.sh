@@ -13,15 +13,8 @@ need qemu-img qemu-io curl python3
 VMSNAPD=$BUILD/vmsnapd
 [ -x "$VMSNAPD" ] || { echo "FAIL: $VMSNAPD not built"; echo "0 passed, 1 failed"; exit 1; }
 
-HOME_DIR=$T/home
-SOCK=$HOME_DIR/nbd.sock
-CTL=$HOME_DIR/control.sock
-LOG=$T/vmsnapd.log
+daemon_env
 T0=1795428000   # 2026-11-23T10:00:00Z
-uri() { printf 'nbd+unix:///%s?socket=%s' "$1" "$SOCK"; }
-ctl() { python3 "$TOP/tests/integration/nbd_ctl.py" "$CTL" "$1"; }
-jq_() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
-ok_result() { [ "$(jq_ "$1" '"result" in j' 2>/dev/null)" = True ]; }
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 start_daemon() {
@@ -97,7 +90,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/other")
 
 t_begin "stats of the VM carries the same live figures"
 out=$(ctl '{"op":"stats","args":{"vm":"vm1"}}')
-v=$(jq_ "$out" '[(e["io"]["write"]["ops"], e["io"]["read"]["bytes"]) for e in j["result"]["io"] if e["export"]=="vm1/d0"][0]')
+v=$(json_get "$out" '[(e["io"]["write"]["ops"], e["io"]["read"]["bytes"]) for e in j["result"]["io"] if e["export"]=="vm1/d0"][0]')
 [ "$v" = "(12, 655360)" ] && t_ok || t_fail "$v: $out"
 
 t_begin "vmsnap stats prints the live I/O table"
@@ -132,7 +125,7 @@ then t_ok; else t_fail; fi
 
 t_begin "vdi import through the daemon records the source chain depth 3"
 out=$(vmsnap --home "$HOME_DIR" --json vdi import vm1 imp "$I/top.qcow2" 2>&1)
-depth=$(jq_ "$out" 'j["result"]["import"]["source_chain_depth"]' 2>/dev/null)
+depth=$(json_get "$out" 'j["result"]["import"]["source_chain_depth"]' 2>/dev/null)
 [ "$depth" = 3 ] && t_ok || t_fail "$out"
 
 check "the imported disk holds the chain's content (qemu-img compare over NBD)" \
@@ -140,7 +133,7 @@ check "the imported disk holds the chain's content (qemu-img compare over NBD)" 
 
 t_begin "vm report shows depth 3 at the source and 1 now"
 out=$(ctl '{"op":"vm.report","args":{"vm":"vm1"}}')
-v=$(jq_ "$out" '[(d["imported"]["source_chain_depth"], d["chain_depth"]) for d in j["result"]["disks"] if d["name"]=="imp"][0], j["result"]["source_chain_depth_max"], j["result"]["chain_depth"]["max"]')
+v=$(json_get "$out" '[(d["imported"]["source_chain_depth"], d["chain_depth"]) for d in j["result"]["disks"] if d["name"]=="imp"][0], j["result"]["source_chain_depth_max"], j["result"]["chain_depth"]["max"]')
 [ "$v" = "((3, 1), 3, 1)" ] && t_ok || t_fail "$v $out"
 
 t_begin "export of the disk to qcow2 equals the chain"
