@@ -85,15 +85,12 @@ static void check_parray(ck *c, const parray *a, uint32_t level, uint64_t j)
 	vms_pool *p = c->p;
 	const char *what = a->type == NT_SMAP ? "space map" : "volume table";
 	uint64_t blk = a->blk[level][j];
-	if (blk == 0 && level == 0 && a->type == NT_SMAP && a->depth > 0) {
+	if (blk == 0 && parray_hole_ok(a, level)) {
 		/* a hole: every block of the page must be free */
-		uint64_t per = smap_per_page(p);
-		for (uint64_t b = j * per; b < (j + 1) * per && b < p->total_blocks; b++)
-			if (p->ref[b]) {
-				bad(c, "space map page %llu is a hole but block %llu has count %u",
-				    (unsigned long long)j, (unsigned long long)b, p->ref[b]);
-				return;
-			}
+		uint64_t b = smap_page_used(p, j);
+		if (b != UINT64_MAX)
+			bad(c, "space map page %llu is a hole but block %llu has count %u",
+			    (unsigned long long)j, (unsigned long long)b, p->ref[b]);
 		return;
 	}
 	if (count(c, blk, what) != 1) {

@@ -220,7 +220,17 @@ struct vms_pool {
 	uint64_t reap_rate;              /* blocks per second, 0 = unlimited */
 };
 
+/* Where a page-array pointer may be 0, a hole (format version 2): a page of
+ * a space map that has interior levels (its counts then all 0). */
+static inline int parray_hole_ok(const parray *a, uint32_t level)
+{
+	return level == 0 && a->type == NT_SMAP && a->depth > 0;
+}
+
 /* spacemap.c */
+/* The first block of space-map page `page` with a count; UINT64_MAX when
+ * every block of it is free (the page may be a hole). */
+uint64_t smap_page_used(const vms_pool *p, uint64_t page);
 uint64_t sm_avail(const vms_pool *p);
 uint64_t sm_commit_need(const vms_pool *p);
 int sm_alloc(vms_pool *p, int use_reserve, uint64_t *out);

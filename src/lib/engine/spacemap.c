@@ -326,8 +326,7 @@ static int parray_load_node(vms_pool *p, parray *a, uint8_t **bufs, uint32_t lev
 {
 	uint8_t *buf = bufs[level];
 	int rc;
-	if (blk == 0 && level == 0 && a->type == NT_SMAP && a->depth > 0 && crc == 0 &&
-	    p->format_version >= 2) {
+	if (blk == 0 && crc == 0 && parray_hole_ok(a, level) && p->format_version >= 2) {
 		/* a hole: a page of free blocks */
 		memset(buf, 0, p->bs);
 		a->blk[0][j] = 0;
@@ -396,15 +395,14 @@ done:
 	return rc;
 }
 
-/* 1 when every count of space-map page j is 0. */
-static int smap_page_free(const vms_pool *p, uint64_t j)
+uint64_t smap_page_used(const vms_pool *p, uint64_t page)
 {
-	uint64_t per = smap_per_page(p), first = j * per;
+	uint64_t per = smap_per_page(p), first = page * per;
 	uint64_t end = first + per < p->total_blocks ? first + per : p->total_blocks;
 	for (uint64_t b = first; b < end; b++)
 		if (p->ref[b])
-			return 0;
-	return 1;
+			return b;
+	return UINT64_MAX;
 }
 
 /* Relocate every node marked 1 (an all-free space-map page becomes a hole
@@ -415,7 +413,7 @@ static int parray_relocate(vms_pool *p, parray *a, int *moved)
 		for (uint64_t j = 0; j < a->n[l]; j++) {
 			if (a->dirty[l][j] != 1)
 				continue;
-			if (l == 0 && a->type == NT_SMAP && a->depth > 0 && smap_page_free(p, j)) {
+			if (parray_hole_ok(a, l) && smap_page_used(p, j) == UINT64_MAX) {
 				if (a->blk[0][j]) {
 					sm_unref_meta(p, a->blk[0][j]);
 					*moved = 1;
@@ -472,7 +470,7 @@ static int parray_serialize(vms_pool *p, parray *a)
 			if (a->dirty[l][j] != 2)
 				continue;
 			if (a->blk[l][j] == 0) { /* a hole (relocate checked it is all free) */
-				if (l != 0 || a->type != NT_SMAP || !smap_page_free(p, j))
+				if (!parray_hole_ok(a, l) || smap_page_used(p, j) != UINT64_MAX)
 					return vms_error_set(VMS_EIO, "internal: page %llu of level %u has no "
 					                     "block at commit", (unsigned long long)j, l);
 				a->crc[0][j] = 0;
