@@ -448,7 +448,47 @@ static int gather(vms_pool *p, vms_vol_id id, uint64_t pos, uint64_t end, ext *e
 	return 0;
 }
 
-static int read_extents(vms_pool *p, uint8_t *buf, uint64_t base, const ext *ex, int ne)
+/* Read one checksummed block into whole (B bytes) and verify it against crc. */
+static int read_verified(vms_pool *p, uint8_t *whole, uint64_t blk, uint32_t crc)
+{
+	int rc = p->io->read(p->io, whole, p->bs, blk << p->bshift);
+	if (rc < 0)
+		return rc;
+	uint32_t got = vms_crc32c(0, whole, p->bs);
+	if (got != crc)
+		return vms_error_set(VMS_ECORRUPT, "data block %llu: checksum %08x, index says %08x",
+		                     (unsigned long long)blk, got, crc);
+	return 0;
+}
+
+/*
+ * The block at volume byte voff did not match the checksum looked up for
+ * it.  A write may have rewritten it in place (or redirected it) between
+ * that lookup and the pread: look it up again and read it with pool->lock
+ * held, which every data write holds, so that only a block that fails
+ * against a stable index is corruption.
+ */
+static int reread_locked(vms_pool *p, vms_vol_id id, uint8_t *whole, uint64_t voff)
+{
+	vrec *r = NULL;
+	node *leaf;
+	uint64_t span, lblk = voff >> p->bshift;
+	pthread_mutex_lock(&p->lock);
+	int rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span);
+	if (rc == 0) {
+		unsigned i = tree_index(p, lblk, 0);
+		uint64_t b = leaf ? ent_blk(leaf, i) : 0;
+		if (b)
+			rc = read_verified(p, whole, b, ent_crc(leaf, i));
+		else
+			memset(whole, 0, p->bs); /* trimmed meanwhile */
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+static int read_extents(vms_pool *p, vms_vol_id id, uint8_t *buf, uint64_t base, const ext *ex,
+                        int ne)
 {
 	uint8_t tmp[VMS_MAX_BLOCK_SIZE];
 	for (int k = 0; k < ne; k++) {
@@ -466,13 +506,11 @@ static int read_extents(vms_pool *p, uint8_t *buf, uint64_t base, const ext *ex,
 		uint64_t bo = ex[k].pbyte & (p->bs - 1);
 		uint64_t blk = ex[k].pbyte >> p->bshift;
 		uint8_t *whole = (ex[k].len == p->bs) ? dst : tmp;
-		if ((rc = p->io->read(p->io, whole, p->bs, blk << p->bshift)) < 0)
+		rc = read_verified(p, whole, blk, ex[k].crc);
+		if (rc == VMS_ECORRUPT)
+			rc = reread_locked(p, id, whole, ex[k].voff);
+		if (rc < 0)
 			return rc;
-		uint32_t got = vms_crc32c(0, whole, p->bs);
-		if (got != ex[k].crc)
-			return vms_error_set(VMS_ECORRUPT,
-			                     "data block %llu: checksum %08x, index says %08x",
-			                     (unsigned long long)blk, got, ex[k].crc);
 		if (whole == tmp)
 			memcpy(dst, tmp + bo, ex[k].len);
 	}
@@ -492,7 +530,7 @@ int vms_vol_read(vms_pool *p, vms_vol_id id, void *buf, size_t len, uint64_t off
 		pthread_mutex_unlock(&p->lock);
 		if (rc < 0)
 			goto done;
-		if ((rc = read_extents(p, buf, off, ex, ne)) < 0)
+		if ((rc = read_extents(p, id, buf, off, ex, ne)) < 0)
 			goto done;
 		pos = upto;
 		if (pos < end)
