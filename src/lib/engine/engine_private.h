@@ -10,13 +10,17 @@
  *   1. pool->commit_lock (rwlock): shared by every I/O and volume operation
  *      for its whole duration, exclusive only while a commit *closes* a
  *      transaction (serializes its metadata into buffers: O(dirty metadata),
- *      no I/O) and during check.  The closed transaction's I/O runs after
+ *      no I/O), by snapshot, clone, rollback, resize and delete (so none
+ *      runs while a write's data I/O is in flight) and by check.  The
+ *      closed transaction's I/O runs after
  *      it is released, concurrently with the next transaction's I/O.
  *      A freed block becomes allocatable only at or after the next close,
  *      which waits for every holder of the shared lock, so a read may pread
  *      a block it looked up after dropping pool->lock.
  *   2. pool->lock (mutex): guards every in-memory structure: node cache,
- *      space map, volume table, counters.
+ *      space map, volume table, counters, claims.  A write plans a leaf's
+ *      blocks under it, claims them, and does their data I/O without it
+ *      (tree.c, "claims"); pool->claim_cv is waited on with it.
  *   3. pool->bg_lock (mutex): only the background threads' wake-ups.
  *
  * Invariants:
@@ -142,11 +146,10 @@ typedef struct vindex {                  /* id -> slot, sorted by id */
 	uint32_t slot;
 } vindex;
 
-typedef struct witem {                   /* a redirected block waiting for its data write */
-	unsigned i;                      /* leaf entry */
-	uint64_t old, nb;
-	uint32_t crc;
-} witem;
+typedef struct claim {                   /* blocks of a volume being written without pool->lock */
+	vms_vol_id id;
+	uint64_t lo, hi;                 /* logical blocks [lo, hi) */
+} claim;
 
 /* ---- the pool ------------------------------------------------------------ */
 
@@ -197,7 +200,9 @@ struct vms_pool {
 	uint64_t ndeleting;
 
 	node_cache cache;
-	witem *witems;                 /* write runs' pending redirects (F), under lock */
+	claim *claims;                   /* writes' data I/O in flight (tree.c), under lock */
+	size_t nclaims, claims_cap;
+	pthread_cond_t claim_cv;         /* a claim ended (with pool->lock) */
 
 	/* the closed transaction's writes (commit_mx held): block, B bytes each */
 	uint8_t **cw_buf;

@@ -116,10 +116,6 @@ static int set_geometry(vms_pool *p, uint32_t bs)
 	p->bs = bs;
 	p->bshift = (uint32_t)__builtin_ctz(bs);
 	p->fanout = bs / 16 - 1;
-	free(p->witems);
-	/* a leaf's worth of redirected blocks (see tree.c) */
-	if (!(p->witems = malloc(p->fanout * sizeof(witem))))
-		return vms_error_set(VMS_ENOMEM, "out of memory");
 	p->fpow[0] = 1;
 	for (unsigned l = 1; l <= MAX_DEPTH; l++) {
 		uint64_t prev = p->fpow[l - 1];
@@ -436,6 +432,7 @@ static vms_pool *pool_new(vms_io *io, const vms_pool_options *opts)
 	pthread_mutex_init(&p->bg_lock, NULL);
 	pthread_cond_init(&p->bg_cond, NULL);
 	pthread_cond_init(&p->reap_cond, NULL);
+	pthread_cond_init(&p->claim_cv, NULL);
 	p->commit_interval_ms = opts && opts->commit_interval_ms ? opts->commit_interval_ms : 5000;
 	p->smap.type = NT_SMAP;
 	p->vtab.type = NT_VTAB;
@@ -452,7 +449,7 @@ static void pool_free(vms_pool *p)
 	free(p->recs);
 	free(p->vidx);
 	free(p->free_slots);
-	free(p->witems);
+	free(p->claims);
 	cw_free(p);
 	if (p->io)
 		p->io->close(p->io);
@@ -464,6 +461,7 @@ static void pool_free(vms_pool *p)
 	pthread_mutex_destroy(&p->bg_lock);
 	pthread_cond_destroy(&p->bg_cond);
 	pthread_cond_destroy(&p->reap_cond);
+	pthread_cond_destroy(&p->claim_cv);
 	free(p);
 }
 

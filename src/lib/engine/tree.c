@@ -368,6 +368,58 @@ int tree_path_writable(vms_pool *p, vrec *r, uint64_t lblk, int level, node **ou
 	return 0;
 }
 
+/* ---- claims: data I/O of writes without pool->lock ---------------------------
+ *
+ * A write plans one leaf's worth of blocks under pool->lock (which block is
+ * written in place, which goes to a newly allocated block), does their data
+ * I/O with the lock released, and takes the lock again to switch the leaf's
+ * entries.  The blocks are claimed for that time (volume, logical block
+ * range), so no other write, trim or zeroing of them can change their
+ * entries in between, and the plan still holds when it is applied.  The
+ * rest cannot change either: claims are held with commit_lock shared, and
+ * what would (snapshot, clone, rollback, resize, delete, a commit's close,
+ * check) takes commit_lock exclusively; the leaf, made writable (dirty) by
+ * the plan, is never evicted.  Reads do not claim: they see the old or the
+ * new data of a block being written, and one that fails its checksum waits
+ * for the block's claim to end before it looks again (reread_locked).
+ */
+static int claim_overlaps(const vms_pool *p, vms_vol_id id, uint64_t lo, uint64_t hi)
+{
+	for (size_t k = 0; k < p->nclaims; k++)
+		if (p->claims[k].id == id && p->claims[k].lo < hi && lo < p->claims[k].hi)
+			return 1;
+	return 0;
+}
+
+/* Claim [lo, hi) of volume id, waiting for overlapping claims to end
+ * (pool->lock held; dropped while waiting). */
+static int claim_take(vms_pool *p, vms_vol_id id, uint64_t lo, uint64_t hi)
+{
+	while (claim_overlaps(p, id, lo, hi))
+		pthread_cond_wait(&p->claim_cv, &p->lock);
+	if (p->nclaims == p->claims_cap) {
+		size_t cap = p->claims_cap ? 2 * p->claims_cap : 16;
+		claim *c = realloc(p->claims, cap * sizeof(*c));
+		if (!c)
+			return vms_error_set(VMS_ENOMEM, "out of memory for a write's claim");
+		p->claims = c;
+		p->claims_cap = cap;
+	}
+	p->claims[p->nclaims++] = (claim){id, lo, hi};
+	return 0;
+}
+
+static void claim_drop(vms_pool *p, vms_vol_id id, uint64_t lo)
+{
+	for (size_t k = 0; k < p->nclaims; k++) {
+		if (p->claims[k].id == id && p->claims[k].lo == lo) {
+			p->claims[k] = p->claims[--p->nclaims];
+			break;
+		}
+	}
+	pthread_cond_broadcast(&p->claim_cv);
+}
+
 /* ---- reads ----------------------------------------------------------------- */
 
 typedef struct ext {
@@ -464,9 +516,10 @@ static int read_verified(vms_pool *p, uint8_t *whole, uint64_t blk, uint32_t crc
 /*
  * The block at volume byte voff did not match the checksum looked up for
  * it.  A write may have rewritten it in place (or redirected it) between
- * that lookup and the pread: look it up again and read it with pool->lock
- * held, which every data write holds, so that only a block that fails
- * against a stable index is corruption.
+ * that lookup and the pread: wait for the block's claim to end (see
+ * "claims" below), look it up again and read it with pool->lock held (no
+ * write can claim it meanwhile), so that only a block that fails against a
+ * stable index is corruption.
  */
 static int reread_locked(vms_pool *p, vms_vol_id id, uint8_t *whole, uint64_t voff)
 {
@@ -474,6 +527,8 @@ static int reread_locked(vms_pool *p, vms_vol_id id, uint8_t *whole, uint64_t vo
 	node *leaf;
 	uint64_t span, lblk = voff >> p->bshift;
 	pthread_mutex_lock(&p->lock);
+	while (claim_overlaps(p, id, lblk, lblk + 1))
+		pthread_cond_wait(&p->claim_cv, &p->lock);
 	int rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span);
 	if (rc == 0) {
 		unsigned i = tree_index(p, lblk, 0);
@@ -545,19 +600,17 @@ done:
 
 enum { OP_WRITE, OP_ZERO, OP_TRIM };
 
-/* Full blocks to write with one pwrite.  A redirected block's leaf entry is
- * switched only once its data is on the device, so a failed write leaves
- * the old block in place (and gives the new one back).  Runs never span a
- * leaf nor a release of pool->lock. */
-typedef struct wrun {
-	uint64_t pblk;
+/* One block's write, planned under the lock, done without it. */
+typedef struct wblk {
+	unsigned i;                      /* leaf entry */
+	uint32_t bo, n;                  /* bytes [bo, bo+n) of the block */
 	const uint8_t *src;
-	uint64_t n;
-	node *leaf;
-	vrec *r;
-	witem *items;                    /* p->witems: guarded by pool->lock */
-	size_t nitems;
-} wrun;
+	uint64_t old;                    /* the entry's block (0: none) */
+	uint32_t old_crc;
+	uint64_t dst;                    /* where the data goes: old (in place) or a new block */
+	uint32_t crc;                    /* of the block as written (data checksums) */
+	int done;                        /* its data I/O succeeded */
+} wblk;
 
 /* Point entry i at its new block nb and settle the counts. */
 static void redirect(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t old, uint64_t nb,
@@ -575,99 +628,6 @@ static void redirect(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t old,
 	vol_mark(p, r);
 }
 
-static int run_flush(vms_pool *p, wrun *w)
-{
-	int rc = 0;
-	if (w->n)
-		rc = p->io->write(p->io, w->src, w->n << p->bshift, w->pblk << p->bshift);
-	for (size_t k = 0; k < w->nitems; k++) {
-		witem *it = &w->items[k];
-		if (rc == 0)
-			redirect(p, w->r, w->leaf, it->i, it->old, it->nb, it->crc);
-		else
-			sm_unref(p, it->nb);
-	}
-	w->n = 0;
-	w->nitems = 0;
-	return rc;
-}
-
-static int run_add(vms_pool *p, wrun *w, uint64_t pblk, const uint8_t *src)
-{
-	if (w->n && w->pblk + w->n == pblk && w->src + (w->n << p->bshift) == src) {
-		w->n++;
-		return 0;
-	}
-	int rc = run_flush(p, w);
-	w->pblk = pblk;
-	w->src = src;
-	w->n = 1;
-	return rc;
-}
-
-static const uint8_t zero_block[VMS_MAX_BLOCK_SIZE];
-
-/* Write n bytes at in-block offset bo of leaf entry i. */
-static int write_block(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t bo, uint64_t n,
-                       const uint8_t *src, wrun *w)
-{
-	uint8_t tmp[VMS_MAX_BLOCK_SIZE];
-	uint64_t old = ent_blk(leaf, i), nb = 0;
-	int full = (n == p->bs), rc;
-	const uint8_t *data = src;
-	uint32_t crc = 0;
-	int inplace = old && p->ref[old] == 1 && sm_is_fresh(p, old);
-
-	w->leaf = leaf;
-	w->r = r;
-	if (!full && (p->data_checksums || !inplace)) {
-		/* read-merge-write of this one block */
-		if ((rc = run_flush(p, w)) < 0)
-			return rc;
-		if (old) {
-			if ((rc = p->io->read(p->io, tmp, p->bs, old << p->bshift)) < 0)
-				return rc;
-			if (p->data_checksums && vms_crc32c(0, tmp, p->bs) != ent_crc(leaf, i))
-				return vms_error_set(VMS_ECORRUPT, "data block %llu: checksum mismatch",
-				                     (unsigned long long)old);
-		} else {
-			memset(tmp, 0, p->bs);
-		}
-		memcpy(tmp + bo, src, n);
-		data = tmp;
-	}
-	if (p->data_checksums)
-		crc = vms_crc32c(0, data, p->bs);
-	if (inplace) {
-		if (data == tmp)
-			rc = p->io->write(p->io, tmp, p->bs, old << p->bshift);
-		else if (full)
-			rc = run_add(p, w, old, src);
-		else
-			rc = p->io->write(p->io, src, n, (old << p->bshift) + bo);
-		if (rc < 0)
-			return rc;
-		ent_set(leaf, i, old, crc, 0);
-		return 0;
-	}
-	if ((rc = sm_alloc(p, 0, &nb)) < 0)
-		return rc;
-	if (data == tmp) {
-		if ((rc = p->io->write(p->io, tmp, p->bs, nb << p->bshift)) < 0) {
-			sm_unref(p, nb);
-			return rc;
-		}
-		redirect(p, r, leaf, i, old, nb, crc);
-		return 0;
-	}
-	if ((rc = run_add(p, w, nb, src)) < 0) {
-		sm_unref(p, nb);
-		return rc;
-	}
-	w->items[w->nitems++] = (witem){i, old, nb, crc};
-	return 0;
-}
-
 static void unmap_block(vms_pool *p, vrec *r, node *leaf, unsigned i)
 {
 	uint64_t old = ent_blk(leaf, i);
@@ -682,83 +642,170 @@ static void unmap_block(vms_pool *p, vrec *r, node *leaf, unsigned i)
 	vol_mark(p, r);
 }
 
+static const uint8_t zero_block[VMS_MAX_BLOCK_SIZE];
+
+/* Data I/O of one planned block that is not a whole-block write (no lock). */
+static int write_partial(vms_pool *p, wblk *b)
+{
+	uint8_t tmp[VMS_MAX_BLOCK_SIZE];
+	int rc;
+	if (b->dst == b->old && !p->data_checksums) /* in place: just the bytes */
+		return p->io->write(p->io, b->src, b->n, (b->dst << p->bshift) + b->bo);
+	if (b->old) { /* read-merge-write of this one block */
+		if ((rc = p->io->read(p->io, tmp, p->bs, b->old << p->bshift)) < 0)
+			return rc;
+		if (p->data_checksums && vms_crc32c(0, tmp, p->bs) != b->old_crc)
+			return vms_error_set(VMS_ECORRUPT, "data block %llu: checksum mismatch",
+			                     (unsigned long long)b->old);
+	} else {
+		memset(tmp, 0, p->bs);
+	}
+	memcpy(tmp + b->bo, b->src, b->n);
+	if (p->data_checksums)
+		b->crc = vms_crc32c(0, tmp, p->bs);
+	return p->io->write(p->io, tmp, p->bs, b->dst << p->bshift);
+}
+
+/* Data I/O of the planned blocks, without the lock: whole blocks whose
+ * targets and sources are both contiguous go in one pwrite.  Stops at the
+ * first failure; the blocks done so far are marked. */
+static int write_planned(vms_pool *p, wblk *w, size_t nw)
+{
+	for (size_t k = 0; k < nw;) {
+		int rc;
+		if (w[k].n < p->bs) {
+			if ((rc = write_partial(p, &w[k])) < 0)
+				return rc;
+			w[k++].done = 1;
+			continue;
+		}
+		size_t e = k + 1;
+		while (e < nw && w[e].n == p->bs && w[e].dst == w[e - 1].dst + 1 &&
+		       w[e].src == w[e - 1].src + p->bs)
+			e++;
+		if ((rc = p->io->write(p->io, w[k].src, (e - k) << p->bshift, w[k].dst << p->bshift)) < 0)
+			return rc;
+		for (; k < e; k++) {
+			if (p->data_checksums)
+				w[k].crc = vms_crc32c(0, w[k].src, p->bs);
+			w[k].done = 1;
+		}
+	}
+	return 0;
+}
+
 /*
- * Apply op to [off, off+len) with pool->lock held (dropped and retaken to
- * load nodes).  Trims skip partial blocks; zeroes write zeros into them;
- * both unmap whole blocks.
+ * Apply op to the claimed blocks [lblk, hi) of one leaf, starting at byte
+ * *pos (< end), with pool->lock held (dropped for node loads and for the
+ * data I/O).  Trims skip partial blocks; zeroes write zeros into them; both
+ * unmap whole blocks.  *pos advances past what was done.
  */
+static int modify_leaf(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t off,
+                       uint64_t *pos, uint64_t end, uint64_t hi, wblk *w)
+{
+	vrec *r = NULL;
+	node *leaf;
+	uint64_t span, lblk = *pos >> p->bshift;
+	size_t nw = 0;
+	int rc;
+	if ((rc = lookup_leaf(p, id, 1, lblk, &r, &leaf, &span)) < 0)
+		return rc;
+	if (!leaf && op != OP_WRITE) { /* a hole already reads as zeros */
+		uint64_t stop = (lblk + span) << p->bshift;
+		*pos = (stop > end || stop < *pos) ? end : stop;
+		return 0;
+	}
+	if (op == OP_WRITE) {
+		/* room for the path and this leaf's blocks, leaving the reserve */
+		uint64_t need = r->depth + (hi - lblk);
+		if (sm_avail(p) < p->reserve + sm_commit_need(p) + need)
+			return vms_error_set(VMS_ENOSPC, "pool is full: %llu blocks free, %llu in reserve",
+			                     (unsigned long long)sm_avail(p),
+			                     (unsigned long long)p->reserve);
+	}
+	/* unmapping frees space, so it may dip into the reserve */
+	if ((rc = tree_path_writable(p, r, lblk, 0, &leaf, op != OP_WRITE)) < 0)
+		return rc;
+
+	/* plan, under the lock */
+	uint64_t at = *pos;
+	for (unsigned i = tree_index(p, lblk, 0); at < end && (at >> p->bshift) < hi; i++) {
+		uint32_t bo = (uint32_t)(at & (p->bs - 1));
+		uint32_t n = (uint32_t)(p->bs - bo < end - at ? p->bs - bo : end - at);
+		uint64_t old = ent_blk(leaf, i);
+		const uint8_t *from = src + (at - off);
+		if (op != OP_WRITE) {
+			if (n == p->bs) {
+				unmap_block(p, r, leaf, i);
+				at += n;
+				continue;
+			}
+			if (op == OP_TRIM || !old) { /* trims are advisory; a hole is zeros */
+				at += n;
+				continue;
+			}
+			from = zero_block;
+		}
+		wblk *b = &w[nw];
+		*b = (wblk){i, bo, n, from, old, old ? ent_crc(leaf, i) : 0, old, 0, 0};
+		if (!(old && p->ref[old] == 1 && sm_is_fresh(p, old)) &&
+		    (rc = sm_alloc(p, 0, &b->dst)) < 0)
+			break; /* write what was planned, then fail */
+		nw++;
+		at += n;
+	}
+	*pos = at;
+	if (nw == 0)
+		return rc;
+
+	pthread_mutex_unlock(&p->lock);
+	int io_rc = write_planned(p, w, nw);
+	pthread_mutex_lock(&p->lock);
+
+	/* apply: the claim kept the entries as planned; the record may have
+	 * moved (the volume table grows), the leaf has not (dirty) */
+	r = vol_find(p, id);
+	for (size_t k = 0; k < nw; k++) {
+		wblk *b = &w[k];
+		if (!b->done) {
+			if (b->dst != b->old)
+				sm_unref(p, b->dst);
+		} else if (b->dst == b->old) {
+			ent_set(leaf, b->i, b->old, b->crc, 0);
+		} else {
+			redirect(p, r, leaf, b->i, b->old, b->dst, b->crc);
+		}
+	}
+	return io_rc < 0 ? io_rc : rc;
+}
+
+/* Apply op to [off, off+len), a leaf at a time (pool->lock held). */
 static int modify_range(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t len,
                         uint64_t off)
 {
-	wrun w = {.items = p->witems};
+	wblk small[16], *w = small;
 	uint64_t pos = off, end = off + len;
+	uint64_t blocks = ((end - 1) >> p->bshift) - (off >> p->bshift) + 1;
 	int rc = 0;
-	while (pos < end) {
-		vrec *r = NULL;
-		node *leaf;
-		uint64_t span, lblk = pos >> p->bshift;
-		uint64_t bo = pos & (p->bs - 1);
-		uint64_t n = p->bs - bo < end - pos ? p->bs - bo : end - pos;
-		if (op == OP_TRIM && n < p->bs) { /* trims are advisory: partial blocks stay */
-			pos += n;
-			continue;
-		}
-		/* Nodes of the path may need loading (which drops the lock):
-		 * flush pending data first so that no run spans a drop. */
-		if ((rc = run_flush(p, &w)) < 0)
-			goto done;
-		if ((rc = lookup_leaf(p, id, 1, lblk, &r, &leaf, &span)) < 0)
-			goto done;
-		if (!leaf && op != OP_WRITE) { /* a hole already reads as zeros */
-			uint64_t stop = (lblk + span) << p->bshift;
-			pos = (stop > end || stop < pos) ? end : stop;
-			continue;
-		}
-		if (op == OP_WRITE) {
-			/* room for the path and this leaf's blocks, leaving the reserve */
-			uint64_t left = ((end - pos) >> p->bshift) + 1;
-			uint64_t need = r->depth + (left < p->fanout ? left : p->fanout);
-			if (sm_avail(p) < p->reserve + sm_commit_need(p) + need) {
-				rc = vms_error_set(VMS_ENOSPC,
-				                   "pool is full: %llu blocks free, %llu in reserve",
-				                   (unsigned long long)sm_avail(p),
-				                   (unsigned long long)p->reserve);
-				goto done;
-			}
-		}
-		/* unmapping frees space, so it may dip into the reserve */
-		if ((rc = tree_path_writable(p, r, lblk, 0, &leaf, op != OP_WRITE)) < 0)
-			goto done;
-		for (unsigned i = tree_index(p, lblk, 0); i < p->fanout && pos < end; i++) {
-			bo = pos & (p->bs - 1);
-			n = p->bs - bo < end - pos ? p->bs - bo : end - pos;
-			if (op == OP_WRITE) {
-				rc = write_block(p, r, leaf, i, bo, n, src + (pos - off), &w);
-			} else if (n == p->bs) {
-				unmap_block(p, r, leaf, i);
-			} else if (op == OP_ZERO) {
-				if (ent_blk(leaf, i))
-					rc = write_block(p, r, leaf, i, bo, n, zero_block, &w);
-			}
-			if (rc < 0)
-				goto done;
-			pos += n;
-		}
-		if (pos < end) {
-			/* Let readers in between leaves: snapshots take commit_lock
-			 * exclusively, so they still see whole requests. */
-			if ((rc = run_flush(p, &w)) < 0)
-				goto done;
-			pthread_mutex_unlock(&p->lock);
-			pthread_mutex_lock(&p->lock);
-		}
+	if (blocks > 16) {
+		size_t nmax = blocks < p->fanout ? blocks : p->fanout;
+		if (!(w = malloc(nmax * sizeof(*w))))
+			return vms_error_set(VMS_ENOMEM, "out of memory for a write of %llu bytes",
+			                     (unsigned long long)len);
 	}
-done:
-	{
-		int frc = run_flush(p, &w);
-		if (rc == 0)
-			rc = frc;
+	while (pos < end && rc == 0) {
+		uint64_t lblk = pos >> p->bshift;
+		uint64_t hi = lblk - tree_index(p, lblk, 0) + p->fanout; /* end of the leaf */
+		uint64_t last = ((end - 1) >> p->bshift) + 1;
+		if (hi > last)
+			hi = last;
+		if ((rc = claim_take(p, id, lblk, hi)) < 0)
+			break;
+		rc = modify_leaf(p, id, op, src, off, &pos, end, hi, w);
+		claim_drop(p, id, lblk);
 	}
+	if (w != small)
+		free(w);
 	return rc;
 }
 
@@ -1054,7 +1101,7 @@ int vms_vol_delete(vms_pool *p, vms_vol_id vol)
 {
 	int rc;
 	vrec *r = NULL;
-	pthread_rwlock_rdlock(&p->commit_lock);
+	pthread_rwlock_wrlock(&p->commit_lock); /* no write in flight (claims) */
 	pthread_mutex_lock(&p->lock);
 	if ((rc = vol_get(p, vol, 0, &r)) == 0 && p->readonly)
 		rc = vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
