@@ -1244,6 +1244,65 @@ TEST(reads_racing_rewrites_see_no_false_corruption)
 	CHECK_OK(vms_pool_close(p));
 }
 
+typedef struct halfwriter {
+	vms_pool *p;
+	vms_vol_id v;
+	uint64_t off;                    /* its half of each block */
+	int rounds, errors;
+} halfwriter;
+
+/* Rewrite one half of blocks 0-3 again and again, reading it back each time. */
+static void *half_worker(void *arg)
+{
+	halfwriter *h = arg;
+	uint8_t a[2048], b[2048];
+	for (int i = 0; i < h->rounds; i++) {
+		uint64_t off = (uint64_t)(i % 4) * 4096 + h->off;
+		memset(a, (int)((h->off ? 0x80 : 0) | (i & 0x7f)), sizeof(a));
+		if (vms_vol_write(h->p, h->v, a, sizeof(a), off, 0) < 0 ||
+		    vms_vol_read(h->p, h->v, b, sizeof(b), off) < 0 || memcmp(a, b, sizeof(a)) != 0)
+			h->errors++;
+		if (i % 97 == 96)
+			(void)vms_pool_commit(h->p); /* so that blocks get redirected too */
+	}
+	return NULL;
+}
+
+/*
+ * Two writers of the two halves of the same blocks: each write of half a
+ * block is a read-merge-write of the whole block, so writes into one block
+ * must not run their I/O at the same time (claims), or one half is lost.
+ */
+TEST(writes_into_two_halves_of_a_block_both_persist)
+{
+	for (int csum = 0; csum < 2; csum++) {
+		vms_pool_options o = quiet_opts();
+		o.data_checksums = csum;
+		vms_pool *p = new_pool("halves.pool", 64 * MiB, &o);
+		REQUIRE(p);
+		vms_vol_id v;
+		CHECK_OK(vms_vol_create(&v, p, 4 * MiB));
+		halfwriter h[2] = {{p, v, 0, 4000, 0}, {p, v, 2048, 4000, 0}};
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++)
+			REQUIRE(pthread_create(&t[i], NULL, half_worker, &h[i]) == 0);
+		for (int i = 0; i < 2; i++) {
+			pthread_join(t[i], NULL);
+			CHECK(h[i].errors == 0);
+		}
+		uint8_t want[4096], got[4096];
+		for (int blk = 0; blk < 4; blk++) {
+			int last = 3996 + blk; /* the last round that wrote this block */
+			memset(want, last & 0x7f, 2048);
+			memset(want + 2048, 0x80 | (last & 0x7f), 2048);
+			CHECK_OK(vms_vol_read(p, v, got, sizeof(got), (uint64_t)blk * 4096));
+			CHECK(memcmp(want, got, sizeof(want)) == 0);
+		}
+		CHECK(check_clean(p));
+		CHECK_OK(vms_pool_close(p));
+	}
+}
+
 TEST(many_snapshots_reads_flat)
 {
 	vms_pool_options o = quiet_opts();
