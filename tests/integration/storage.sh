@@ -4,8 +4,9 @@
 # scratch dir $T, each registered with on_exit so that it is torn down even
 # when the script fails.
 #
-#   zfs_pool NAME          start zfs-fuse if needed, create pool NAME (128 MiB
-#                          file vdev, mounted under $T/zmnt-NAME)
+#   zfs_pool NAME [SIZE]   start zfs-fuse if needed, create pool NAME (a file
+#                          vdev of SIZE, default 128M, mounted under
+#                          $T/zmnt-NAME)
 #   loop_fs KIND DIR SIZE  make a KIND (xfs-reflink, btrfs, ext4) image and
 #                          mount it on DIR
 #   tmpfs_at DIR           mount a small tmpfs on DIR
@@ -38,7 +39,7 @@ stop_zfs() {
 }
 
 zfs_pool() {
-  local name=$1
+  local name=$1 size=${2:-128M}
   if ! zpool list >/dev/null 2>&1; then
     if [ -f "$ZPID" ] && ! kill -0 "$(cat "$ZPID")" 2>/dev/null; then
       rm -f "$ZPID"     # stale: its daemon is gone
@@ -47,7 +48,7 @@ zfs_pool() {
     on_exit "stop_zfs $(cat "$ZPID")"
     for _ in $(seq 50); do zpool list >/dev/null 2>&1 && break; sleep 0.2; done
   fi
-  truncate -s 128M "$T/zpool-$name.img"
+  truncate -s "$size" "$T/zpool-$name.img"
   zpool create -m "$T/zmnt-$name" "$name" "$T/zpool-$name.img" || return 1
   on_exit "destroy_pool $name"
 }
