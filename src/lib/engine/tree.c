@@ -733,8 +733,10 @@ static int modify_leaf(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, u
 		uint32_t bo = (uint32_t)(at & (p->bs - 1));
 		uint32_t n = (uint32_t)(p->bs - bo < end - at ? p->bs - bo : end - at);
 		uint64_t old = ent_blk(leaf, i);
-		const uint8_t *from = src + (at - off);
-		if (op != OP_WRITE) {
+		const uint8_t *from = zero_block;
+		if (op == OP_WRITE) {
+			from = src + (at - off);
+		} else {
 			if (n == p->bs) {
 				unmap_block(p, r, leaf, i);
 				at += n;
@@ -744,7 +746,6 @@ static int modify_leaf(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, u
 				at += n;
 				continue;
 			}
-			from = zero_block;
 		}
 		wblk *b = &w[nw];
 		*b = (wblk){i, bo, n, from, old, old ? ent_crc(leaf, i) : 0, old, 0, 0};
