@@ -391,12 +391,18 @@ static int claim_overlaps(const vms_pool *p, vms_vol_id id, uint64_t lo, uint64_
 	return 0;
 }
 
-/* Claim [lo, hi) of volume id, waiting for overlapping claims to end
- * (pool->lock held; dropped while waiting). */
-static int claim_take(vms_pool *p, vms_vol_id id, uint64_t lo, uint64_t hi)
+/* Wait until no claim overlaps [lo, hi) of volume id (pool->lock held;
+ * dropped while waiting). */
+static void claim_wait(vms_pool *p, vms_vol_id id, uint64_t lo, uint64_t hi)
 {
 	while (claim_overlaps(p, id, lo, hi))
 		pthread_cond_wait(&p->claim_cv, &p->lock);
+}
+
+/* Claim [lo, hi) of volume id, once no other claim overlaps it. */
+static int claim_take(vms_pool *p, vms_vol_id id, uint64_t lo, uint64_t hi)
+{
+	claim_wait(p, id, lo, hi);
 	if (p->nclaims == p->claims_cap) {
 		size_t cap = p->claims_cap ? 2 * p->claims_cap : 16;
 		claim *c = realloc(p->claims, cap * sizeof(*c));
@@ -527,8 +533,7 @@ static int reread_locked(vms_pool *p, vms_vol_id id, uint8_t *whole, uint64_t vo
 	node *leaf;
 	uint64_t span, lblk = voff >> p->bshift;
 	pthread_mutex_lock(&p->lock);
-	while (claim_overlaps(p, id, lblk, lblk + 1))
-		pthread_cond_wait(&p->claim_cv, &p->lock);
+	claim_wait(p, id, lblk, lblk + 1);
 	int rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span);
 	if (rc == 0) {
 		unsigned i = tree_index(p, lblk, 0);
@@ -652,11 +657,10 @@ static int write_partial(vms_pool *p, wblk *b)
 	if (b->dst == b->old && !p->data_checksums) /* in place: just the bytes */
 		return p->io->write(p->io, b->src, b->n, (b->dst << p->bshift) + b->bo);
 	if (b->old) { /* read-merge-write of this one block */
-		if ((rc = p->io->read(p->io, tmp, p->bs, b->old << p->bshift)) < 0)
+		rc = p->data_checksums ? read_verified(p, tmp, b->old, b->old_crc)
+		                       : p->io->read(p->io, tmp, p->bs, b->old << p->bshift);
+		if (rc < 0)
 			return rc;
-		if (p->data_checksums && vms_crc32c(0, tmp, p->bs) != b->old_crc)
-			return vms_error_set(VMS_ECORRUPT, "data block %llu: checksum mismatch",
-			                     (unsigned long long)b->old);
 	} else {
 		memset(tmp, 0, p->bs);
 	}
@@ -786,7 +790,8 @@ static int modify_range(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, 
 {
 	wblk small[16], *w = small;
 	uint64_t pos = off, end = off + len;
-	uint64_t blocks = ((end - 1) >> p->bshift) - (off >> p->bshift) + 1;
+	uint64_t last = ((end - 1) >> p->bshift) + 1; /* one past the last block */
+	uint64_t blocks = last - (off >> p->bshift);
 	int rc = 0;
 	if (blocks > 16) {
 		size_t nmax = blocks < p->fanout ? blocks : p->fanout;
@@ -797,7 +802,6 @@ static int modify_range(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, 
 	while (pos < end && rc == 0) {
 		uint64_t lblk = pos >> p->bshift;
 		uint64_t hi = lblk - tree_index(p, lblk, 0) + p->fanout; /* end of the leaf */
-		uint64_t last = ((end - 1) >> p->bshift) + 1;
 		if (hi > last)
 			hi = last;
 		if ((rc = claim_take(p, id, lblk, hi)) < 0)
