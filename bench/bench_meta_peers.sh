@@ -92,7 +92,7 @@ vmsnap_setup() {
   H=$W/home
   if [ ! -x "$BUILD/vmsnapd" ] || [ ! -x "$BUILD/vmsnap" ]; then bench_log "build vmsnapd and vmsnap in $BUILD"; return 1; fi
   "$BUILD/vmsnapd" --home "$H" --log-file "$W/vmsnapd.log" --log-level warn || return 1
-  for _ in $(seq 50); do [ -S "$H/control.sock" ] && break; sleep 0.1; done
+  bench_wait_socket "$H/control.sock" 50
   VPID=$(pgrep -f "vmsnapd --home $H" | head -1)
   [ -n "$VPID" ] || { bench_log "vmsnapd did not start (see $W/vmsnapd.log)"; return 1; }
   bench_on_exit "'$BUILD/vmsnap' --home '$H' daemon stop; bench_wait_gone $VPID 300"
