@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "engine/engine_private.h"
+#include "engine/keys.h"
 
 static inline uint64_t hash_blk(uint64_t blk)
 {
@@ -265,8 +266,10 @@ int node_check_header(const vms_pool *p, const uint8_t *data, uint8_t type, int 
 	return 0;
 }
 
-/* Read and verify one index node; n->data receives it.  Any pool->lock state. */
-int node_read(vms_pool *p, node *n, uint64_t blk, uint32_t crc, int level)
+/* Read and verify one node of a tree of the given type (NT_INDEX: a volume
+ * tree; NT_KEYS: a key tree, kt_node_verify); n->data receives it.  Any
+ * pool->lock state. */
+static int node_read_as(vms_pool *p, node *n, uint64_t blk, uint32_t crc, int level, uint8_t type)
 {
 	if (blk < 2 || blk >= p->total_blocks)
 		return vms_error_set(VMS_ECORRUPT, "index pointer to block %llu out of bounds",
@@ -279,9 +282,11 @@ int node_read(vms_pool *p, node *n, uint64_t blk, uint32_t crc, int level)
 		return vms_error_set(VMS_ECORRUPT,
 		                     "index node at block %llu: checksum %08x, parent says %08x",
 		                     (unsigned long long)blk, got, crc);
-	if ((rc = node_check_header(p, n->data, NT_INDEX, level, blk)) < 0)
+	if ((rc = node_check_header(p, n->data, type, level, blk)) < 0)
 		return rc;
-	for (unsigned i = 0; i < p->fanout; i++) {
+	if (type == NT_KEYS && (rc = kt_node_verify(p, n->data, blk, level)) < 0)
+		return rc;
+	for (unsigned i = 0; type == NT_INDEX && i < p->fanout; i++) {
 		uint64_t c = ent_blk(n, i);
 		if ((c != 0 && (c < 2 || c >= p->total_blocks)) || ent_flags(n, i) != 0)
 			return vms_error_set(VMS_ECORRUPT, "index node %llu: bad entry %u",
@@ -294,20 +299,37 @@ int node_read(vms_pool *p, node *n, uint64_t blk, uint32_t crc, int level)
 	return 0;
 }
 
-/* Called with pool->lock held; drops it for the read and takes it again.
- * The caller must restart its walk: node pointers may be stale. */
-int node_load_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level)
+/* Read and verify one volume-tree node; n->data receives it.  Any
+ * pool->lock state. */
+int node_read(vms_pool *p, node *n, uint64_t blk, uint32_t crc, int level)
+{
+	return node_read_as(p, n, blk, crc, level, NT_INDEX);
+}
+
+static int load_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level, uint8_t type)
 {
 	node *n = node_alloc(p);
 	if (!n)
 		return vms_error_set(VMS_ENOMEM, "out of memory for an index node");
 	p->cache.misses++;
 	pthread_mutex_unlock(&p->lock);
-	int rc = node_read(p, n, blk, crc, level);
+	int rc = node_read_as(p, n, blk, crc, level, type);
 	pthread_mutex_lock(&p->lock);
 	if (rc < 0) {
 		node_release(p, n);
 		return rc;
 	}
 	return cache_insert_clean(p, n);
+}
+
+/* Called with pool->lock held; drops it for the read and takes it again.
+ * The caller must restart its walk: node pointers may be stale. */
+int node_load_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level)
+{
+	return load_unlocked(p, blk, crc, level, NT_INDEX);
+}
+
+int node_load_keys_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level)
+{
+	return load_unlocked(p, blk, crc, level, NT_KEYS);
 }
