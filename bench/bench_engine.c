@@ -1,10 +1,12 @@
 /*
  * bench_engine - in-process benchmark of the native pool engine (pool.h).
  *
- *   bench_engine [--quick] [--direct] [--csv FILE] [--sizes 1,16,64] [--max-snaps N] [DIR]
+ *   bench_engine [--quick] [--direct] [--index radix|keys] [--csv FILE] [--sizes 1,16,64]
+ *                [--max-snaps N] [DIR]
  *
  * --direct opens the pools with O_DIRECT (vms_pool_options.direct_io): the
- * figures are then the device's, not the host page cache's.
+ * figures are then the device's, not the host page cache's.  --index keys
+ * creates format 3 pools (the versioned-key index, docs/design/index-v3.md).
  *
  * Pool files are created in DIR (default /var/tmp) and removed afterwards.
  * Sections (results as a table on stdout and rows in the CSV file, default
@@ -40,6 +42,7 @@
 
 static int quick;
 static int direct; /* --direct: pools opened O_DIRECT (vms_pool_options.direct_io) */
+static uint32_t index_kind; /* --index keys: format 3 pools (VMS_INDEX_KEYS) */
 static FILE *csv;
 static char dir[512] = "/var/tmp";
 
@@ -130,6 +133,7 @@ static vms_pool *new_pool(char *path, size_t cap, uint64_t size)
 	vms_pool *pool;
 	vms_pool_options o = {0};
 	o.direct_io = direct;
+	o.index = index_kind;
 	OK(vms_pool_create_file(&pool, path, size, &o));
 	return pool;
 }
@@ -637,6 +641,8 @@ int main(int argc, char **argv)
 			quick = 1;
 		else if (strcmp(argv[i], "--direct") == 0)
 			direct = 1;
+		else if (strcmp(argv[i], "--index") == 0 && i + 1 < argc)
+			index_kind = strcmp(argv[++i], "keys") == 0 ? VMS_INDEX_KEYS : VMS_INDEX_RADIX;
 		else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
 			csv_path = argv[++i];
 		else if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc)
@@ -649,7 +655,7 @@ int main(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s", argv[i]);
 		else {
 			fprintf(stderr,
-			        "usage: bench_engine [--quick] [--direct] [--csv FILE] [--sizes 1,16,64] "
+			        "usage: bench_engine [--quick] [--direct] [--index radix|keys] [--csv FILE] [--sizes 1,16,64] "
 			        "[--max-snaps N] [--only abcd] [DIR]\n");
 			return 2;
 		}

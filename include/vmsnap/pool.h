@@ -46,11 +46,18 @@ typedef struct vms_pool_options {
 	int read_only;            /* vms_pool_open*: never write to the pool (no commit at
 	                           * open, no background threads; changes get VMS_EROFS);
 	                           * a file is opened O_RDONLY under a shared lock */
+	uint32_t index;           /* vms_pool_create: VMS_INDEX_RADIX (format version 2,
+	                           * the default) or VMS_INDEX_KEYS (format version 3:
+	                           * versioned keys, docs/design/index-v3.md; not yet
+	                           * complete: see there).  Ignored by open. */
 	int direct_io;            /* vms_pool_*_file: open the file O_DIRECT (qemu's
 	                           * cache=none): data and index I/O bypass the host's
 	                           * page cache; VMS_ENOTSUP where the file system has
 	                           * no direct I/O.  Not stored in the pool. */
 } vms_pool_options;
+
+#define VMS_INDEX_RADIX 0u
+#define VMS_INDEX_KEYS  1u
 
 /*
  * Create a new pool of `size` bytes on `io` (which the pool then owns, also

@@ -444,7 +444,12 @@ static const vms_pool_options crash_configs[] = {
 	{.block_size = 4096, .data_checksums = 1, .cache_bytes = 128 << 10,
 	 .commit_interval_ms = UINT32_MAX},
 	{.block_size = 16384, .data_checksums = 1, .commit_interval_ms = UINT32_MAX},
+	/* format 3: the versioned-key index */
+	{.block_size = 4096, .data_checksums = 1, .cache_bytes = 128 << 10,
+	 .commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS},
+	{.block_size = 16384, .commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS},
 };
+#define NCRASH_CONFIGS (sizeof(crash_configs) / sizeof(crash_configs[0]))
 
 TEST(power_cuts_recover_the_last_commit)
 {
@@ -453,14 +458,15 @@ TEST(power_cuts_recover_the_last_commit)
 	uint64_t total = 0;
 	const int per_pool = 10;
 	for (uint64_t run = 0; total < iters && !test_failures_in_case; run++) {
-		const vms_pool_options *o = &crash_configs[run % 3];
+		const vms_pool_options *o = &crash_configs[run % NCRASH_CONFIGS];
 		int done;
 		crash_run(seed * 1000003 + run, per_pool, o, &done);
 		total += (uint64_t)done;
 		if (test_failures_in_case)
 			printf("  failed in run %" PRIu64 " (block %u, checksums %d, cache %" PRIu64
-			       "): replay with VMS_SEED=%" PRIu64 "\n",
-			       run, o->block_size, o->data_checksums, o->cache_bytes, seed);
+			       ", index %s): replay with VMS_SEED=%" PRIu64 "\n",
+			       run, o->block_size, o->data_checksums, o->cache_bytes,
+			       o->index ? "keys" : "radix", seed);
 	}
 	printf("  %" PRIu64 " power cuts survived\n", total);
 }

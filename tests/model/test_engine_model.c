@@ -667,6 +667,10 @@ static const vms_pool_options configs[] = {
 	{.block_size = 4096, .data_checksums = 1, .cache_bytes = 256 << 10, .commit_interval_ms = 20},
 	{.block_size = 8192, .data_checksums = 1, .commit_interval_ms = UINT32_MAX},
 	{.block_size = 65536, .cache_bytes = 1 << 20, .commit_interval_ms = 50},
+	/* format 3: the versioned-key index */
+	{.block_size = 4096, .data_checksums = 1, .cache_bytes = 256 << 10, .commit_interval_ms = 20,
+	 .index = VMS_INDEX_KEYS},
+	{.block_size = 8192, .commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS},
 };
 
 TEST(random_operations_match_the_model)
@@ -676,10 +680,11 @@ TEST(random_operations_match_the_model)
 	size_t nconf = sizeof(configs) / sizeof(configs[0]);
 	for (size_t c = 0; c < nconf && !test_failures_in_case; c++) {
 		uint64_t run_seed = seed * 31 + c;
-		printf("  config %zu: block %u checksums %d cache %" PRIu64 " commit %u ms, run seed %"
-		       PRIu64 ", %" PRIu64 " ops\n",
+		printf("  config %zu: block %u checksums %d cache %" PRIu64 " commit %u ms index %s, run "
+		       "seed %" PRIu64 ", %" PRIu64 " ops\n",
 		       c, configs[c].block_size, configs[c].data_checksums, configs[c].cache_bytes,
-		       configs[c].commit_interval_ms, run_seed, total / nconf);
+		       configs[c].commit_interval_ms, configs[c].index ? "keys" : "radix", run_seed,
+		       total / nconf);
 		fflush(stdout);
 		if (getenv("VMS_CONFIG") && (size_t)atoi(getenv("VMS_CONFIG")) != c)
 			continue;

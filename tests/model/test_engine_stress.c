@@ -676,6 +676,9 @@ static const vms_pool_options configs[] = {
 	{.block_size = 4096, .cache_bytes = 256 << 10, .commit_interval_ms = 20},
 	{.block_size = 16384, .data_checksums = 1, .cache_bytes = 128 << 10, .commit_interval_ms = 10},
 	{.block_size = 16384, .cache_bytes = 256 << 10, .commit_interval_ms = 15},
+	/* format 3: the versioned-key index */
+	{.block_size = 4096, .data_checksums = 1, .cache_bytes = 64 << 10, .commit_interval_ms = 5,
+	 .index = VMS_INDEX_KEYS},
 };
 
 TEST(concurrent_io_snapshots_and_clones_match_the_oracle)
@@ -688,9 +691,10 @@ TEST(concurrent_io_snapshots_and_clones_match_the_oracle)
 		if (getenv("VMS_CONFIG") && (size_t)atoi(getenv("VMS_CONFIG")) != c)
 			continue;
 		uint64_t run_seed = seed * 31 + c;
-		printf("  config %zu: block %u checksums %d cache %" PRIu64 " commit %u ms, run seed %" PRIu64 "\n",
+		printf("  config %zu: block %u checksums %d cache %" PRIu64 " commit %u ms index %s, run "
+		       "seed %" PRIu64 "\n",
 		       c, configs[c].block_size, configs[c].data_checksums, configs[c].cache_bytes,
-		       configs[c].commit_interval_ms, run_seed);
+		       configs[c].commit_interval_ms, configs[c].index ? "keys" : "radix", run_seed);
 		fflush(stdout);
 		stress_run(run_seed, &configs[c], seconds, ops);
 	}

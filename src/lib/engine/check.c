@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "engine/engine_private.h"
+#include "engine/keys.h"
 
 typedef struct ck {
 	vms_pool *p;
@@ -195,6 +196,84 @@ static void check_tree(ck *c, uint64_t blk, uint32_t crc, int level, uint64_t ba
 	}
 }
 
+/* ---- key trees (format 3) ---------------------------------------------------- */
+
+typedef struct kck {
+	ck *c;
+	kfam *f;
+	uint64_t *nkeys;                 /* per version (index in f->vt.v) */
+} kck;
+
+static int kck_node(void *ctx, uint64_t blk)
+{
+	kck *k = ctx;
+	if (count(k->c, blk, "key tree") == 1)
+		k->c->meta++;
+	return 0;
+}
+
+static int kck_key(void *ctx, kt_key key, kt_val v)
+{
+	kck *k = ctx;
+	ck *c = k->c;
+	const vt_node *x = vt_find(&k->f->vt, key.ver);
+	if (!x) {
+		bad(c, "family %llu: key of block %llu names version %u, which does not exist",
+		    (unsigned long long)k->f->id, (unsigned long long)key.lblk, key.ver);
+		return 0;
+	}
+	k->nkeys[x - k->f->vt.v]++;
+	if (!v.pblk)
+		return 0; /* a tombstone */
+	if (count(c, v.pblk, "data") != 1)
+		return 0; /* a second reference: the space map comparison reports it */
+	c->rep->data_checked++;
+	if ((c->flags & VMS_CHECK_DATA) && c->p->data_checksums) {
+		if (c->p->io->read(c->p->io, c->data, c->p->bs, v.pblk << c->p->bshift) < 0)
+			bad(c, "data block %llu: %s", (unsigned long long)v.pblk, vms_error_last());
+		else if (vms_crc32c(0, c->data, c->p->bs) != v.crc)
+			bad(c, "data block %llu of family %llu: checksum mismatch",
+			    (unsigned long long)v.pblk, (unsigned long long)k->f->id);
+	}
+	return 0;
+}
+
+static void check_family(ck *c, const vrec *fr)
+{
+	vms_pool *p = c->p;
+	kck k = {c, fam_get(p, fr->id), NULL};
+	if (!k.f) {
+		bad(c, "family %llu: not loaded", (unsigned long long)fr->id);
+		return;
+	}
+	size_t n = vt_count(&k.f->vt);
+	if (!(k.nkeys = calloc(n + 1, sizeof(*k.nkeys)))) {
+		bad(c, "out of memory for the check");
+		return;
+	}
+	int rc = kt_check(p, fr->id, kck_node, kck_key, &k);
+	if (rc < 0) {
+		bad(c, "family %llu key tree: %s", (unsigned long long)fr->id, vms_error_last());
+	} else {
+		uint64_t total = 0;
+		for (size_t i = 0; i < n; i++) {
+			const vrec *r = vol_find(p, k.f->vt.v[i].rec);
+			total += k.nkeys[i];
+			if (!r || r->fam != fr->id || r->ver != k.f->vt.v[i].ver)
+				bad(c, "family %llu: version %u has no record", (unsigned long long)fr->id,
+				    k.f->vt.v[i].ver);
+			else if (r->nkeys != k.nkeys[i])
+				bad(c, "volume %llu: %llu keys counted, its record says %llu",
+				    (unsigned long long)r->id, (unsigned long long)k.nkeys[i],
+				    (unsigned long long)r->nkeys);
+		}
+		if (total != fr->nkeys)
+			bad(c, "family %llu: %llu keys, its record says %llu", (unsigned long long)fr->id,
+			    (unsigned long long)total, (unsigned long long)fr->nkeys);
+	}
+	free(k.nkeys);
+}
+
 static void check_records(ck *c)
 {
 	vms_pool *p = c->p;
@@ -244,7 +323,9 @@ int vms_pool_check(vms_check_report *out, vms_pool *p, unsigned flags)
 	check_parray(&c, &p->vtab, p->vtab.depth, 0);
 	for (uint64_t s = 0; s < p->nslots; s++) {
 		const vrec *r = &p->recs[s];
-		if (!r->id || !r->root)
+		if (r->id && r->kind == VREC_FAMILY)
+			check_family(&c, r);
+		if (!r->id || !r->root || p->keys)
 			continue;
 		check_tree(&c, r->root, r->root_crc, r->depth - 1, 0,
 		           (r->size + p->bs - 1) >> p->bshift, r->id);

@@ -50,9 +50,11 @@
 
 #define SB_MAGIC        "VMSNAPPL"     /* 8 bytes at offset 0 of a commit record */
 #define SB_VERSION      2u             /* written; 2: all-free space-map pages are holes */
+#define SB_VERSION_KEYS 3u             /* written by pools with the versioned-key index */
 #define SB_VERSION_MIN  1u             /* oldest read (1: no holes; same layout otherwise) */
 #define SB_SIZE         256u           /* bytes covered by the record's crc */
 #define SB_FLAG_DATA_CSUM 1u
+#define SB_FLAG_KEYS    2u             /* versioned-key index (format version 3, keys.h) */
 
 #define NODE_MAGIC      0x4e534d56u    /* "VMSN" little-endian */
 #define NODE_HDR        16u
@@ -60,10 +62,15 @@
 #define NT_SMAP         2u             /* space-map page: u32 refcounts */
 #define NT_VTAB         3u             /* volume-table page: 128-byte records */
 #define NT_VINT         4u             /* interior node of a page array */
+#define NT_KEYS         5u             /* key-tree node of a format 3 pool (keys.h) */
 
 #define VREC_SIZE       128u
 #define VREC_DELETING   1u
 #define VREC_HIDDEN     2u             /* internal: old tree of a rollback */
+/* Record kinds of format 3 pools besides VMS_VOL_VOLUME / VMS_VOL_SNAPSHOT,
+ * never listed (keys.h, docs/design/index-v3.md): */
+#define VREC_FAMILY     16u            /* a family: its key tree (root, depth) */
+#define VREC_INTERIOR   17u            /* a frozen former live version */
 
 #define BP_DIRTY        1u             /* in memory only: child is a dirty node */
 
@@ -139,6 +146,12 @@ typedef struct vrec {
 	uint64_t origin, create_txg;
 	int64_t create_time;
 	uint64_t mapped, written;        /* in blocks */
+	/* format 3 (keys.h); all 0 in format 2 records */
+	uint64_t fam;                    /* the family record's id (0 in a family record) */
+	uint32_t ver, parent_ver;        /* the version it reads; its parent.  In a family
+	                                  * record, ver = the next version id to hand out
+	                                  * (ids decrease) */
+	uint64_t nkeys;                  /* keys held: by the version, or in the family */
 } vrec;
 
 typedef struct vindex {                  /* id -> slot, sorted by id */
@@ -169,6 +182,9 @@ struct vms_pool {
 	int data_checksums;
 	uint8_t uuid[16];
 	uint32_t format_version;         /* of the record opened (holes need 2); SB_VERSION once written */
+	int keys;                        /* versioned-key index (format 3): keys.h, keyvol.c */
+	struct kfam **fams;              /* format 3: the families, sorted by id */
+	size_t nfams, fams_cap;
 
 	/* commit state */
 	uint64_t txg;                    /* open transaction */
@@ -296,6 +312,30 @@ void node_header(uint8_t *data, uint8_t type, uint8_t level, uint64_t txg);
 int node_check_header(const vms_pool *p, const uint8_t *data, uint8_t type, int level, uint64_t blk);
 
 /* tree.c */
+enum { OP_WRITE, OP_ZERO, OP_TRIM };
+
+/* One block's write, planned under the lock, done without it. */
+typedef struct wblk {
+	unsigned i;                      /* leaf entry (format 3: block from the chunk's start) */
+	uint32_t bo, n;                  /* bytes [bo, bo+n) of the block */
+	const uint8_t *src;
+	uint64_t old;                    /* the entry's block (0: none); format 3: the block
+	                                  * read (own or an ancestor's), a merge's source */
+	uint32_t old_crc;
+	uint64_t dst;                    /* where the data goes: old (in place) or a new block */
+	uint32_t crc;                    /* of the block as written (data checksums) */
+	int done;                        /* its data I/O succeeded */
+	uint64_t own;                    /* format 3: the live version's own block (0: none) */
+	uint8_t had_own, was_mapped;     /* format 3: it had a key (maybe a tombstone); the
+	                                  * block read as data before */
+} wblk;
+
+extern const uint8_t engine_zero_block[VMS_MAX_BLOCK_SIZE];
+/* The planned blocks' data I/O (pool->lock held, dropped meanwhile); stops
+ * at the first failure, marking the blocks done. */
+int write_planned(vms_pool *p, wblk *w, size_t nw);
+/* Grow the array *pv of *cap elements of `elem` bytes (VMS_ENOMEM). */
+int array_grow(void *pv, size_t *cap, size_t elem);
 vrec *vol_find(vms_pool *p, vms_vol_id id);
 int vol_slot_new(vms_pool *p, vrec **out);
 void vol_mark(vms_pool *p, const vrec *r);

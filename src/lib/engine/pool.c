@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "engine/engine_private.h"
+#include "engine/keys.h"
 
 typedef struct sb {
 	uint32_t version, block_size, flags;
@@ -82,7 +83,7 @@ static int sb_decode(sb *s, const uint8_t *i)
 	if (get32(i + SB_SIZE - 4) != vms_crc32c(0, i, SB_SIZE - 4) || get32(i + 20) != SB_SIZE)
 		return 2;
 	s->version = get32(i + 8);
-	if (s->version < SB_VERSION_MIN || s->version > SB_VERSION)
+	if (s->version < SB_VERSION_MIN || s->version > SB_VERSION_KEYS)
 		return 3;
 	s->block_size = get32(i + 12);
 	s->flags = get32(i + 16);
@@ -102,7 +103,8 @@ static int sb_decode(sb *s, const uint8_t *i)
 	s->meta_blocks = get64(i + 120);
 	uint32_t bs = s->block_size;
 	if (bs < VMS_MIN_BLOCK_SIZE || bs > VMS_MAX_BLOCK_SIZE || (bs & (bs - 1)) ||
-	    s->total_blocks < 8 || s->total_blocks > (1ull << 40) || (s->flags & ~SB_FLAG_DATA_CSUM) ||
+	    s->total_blocks < 8 || s->total_blocks > (1ull << 40) || (s->flags & ~(SB_FLAG_DATA_CSUM | SB_FLAG_KEYS)) ||
+	    (!(s->flags & SB_FLAG_KEYS) != (s->version < SB_VERSION_KEYS)) ||
 	    s->smap_root < 2 || s->smap_root >= s->total_blocks || s->vtab_root < 2 ||
 	    s->vtab_root >= s->total_blocks || s->vtab_npages == 0 ||
 	    s->vtab_npages > s->total_blocks || s->smap_depth > MAX_DEPTH ||
@@ -196,15 +198,22 @@ static int close_dirty_nodes(vms_pool *p)
 		node *s = &p->cache.dirty[l];
 		while (s->next != s) {
 			node *n = s->next;
-			for (unsigned i = 0; l > 0 && i < p->fanout; i++) {
-				if (!(ent_flags(n, i) & BP_DIRTY))
+			/* a key-tree node has a variable number of wider entries,
+			 * each starting with a block pointer (keys.h) */
+			int keys = n->data[4] == NT_KEYS;
+			unsigned nc = l == 0 ? 0 : keys ? kt_nchildren(p, n) : p->fanout;
+			for (unsigned i = 0; i < nc; i++) {
+				uint8_t *bp = keys ? kt_child_bp(p, n, i) : n->data + NODE_HDR + 16u * i;
+				if (!(get32(bp + 12) & BP_DIRTY))
 					continue;
-				node *c = cache_find(p, ent_blk(n, i));
+				node *c = cache_find(p, get64(bp));
 				if (!c || c->dirty)
 					return vms_error_set(VMS_EIO, "internal: dirty child %llu of node %llu lost",
-					                     (unsigned long long)ent_blk(n, i),
+					                     (unsigned long long)get64(bp),
 					                     (unsigned long long)n->blk);
-				ent_set(n, i, c->blk, c->crc, 0);
+				put64(bp, c->blk);
+				put32(bp + 8, c->crc);
+				put32(bp + 12, 0);
 			}
 			put64(n->data + 8, p->txg);
 			n->crc = vms_crc32c(0, n->data, p->bs);
@@ -233,8 +242,8 @@ static int close_dirty_nodes(vms_pool *p)
 static void record_encode(vms_pool *p, uint8_t *buf)
 {
 	sb s = {
-		.version = SB_VERSION, .block_size = p->bs,
-		.flags = p->data_checksums ? SB_FLAG_DATA_CSUM : 0,
+		.version = p->keys ? SB_VERSION_KEYS : SB_VERSION, .block_size = p->bs,
+		.flags = (p->data_checksums ? SB_FLAG_DATA_CSUM : 0) | (p->keys ? SB_FLAG_KEYS : 0),
 		.txg = p->txg, .total_blocks = p->total_blocks,
 		.smap_root = p->smap.blk[p->smap.depth][0], .smap_crc = p->smap.crc[p->smap.depth][0],
 		.smap_depth = p->smap.depth,
@@ -450,6 +459,7 @@ static void pool_free(vms_pool *p)
 	free(p->vidx);
 	free(p->free_slots);
 	free(p->claims);
+	fams_free(p);
 	cw_free(p);
 	if (p->io)
 		p->io->close(p->io);
@@ -498,6 +508,12 @@ int vms_pool_create(vms_pool **out, vms_io *io, uint64_t size, const vms_pool_op
 	if ((rc = set_geometry(p, bs)) < 0)
 		goto done;
 	p->data_checksums = opts && opts->data_checksums;
+	if (opts && opts->index > VMS_INDEX_KEYS) {
+		rc = vms_error_set(VMS_EINVAL, "index kind %u: must be VMS_INDEX_RADIX or VMS_INDEX_KEYS",
+		                   opts->index);
+		goto done;
+	}
+	p->keys = opts && opts->index == VMS_INDEX_KEYS;
 	uint64_t cur;
 	if ((rc = io->size(io, &cur)) < 0)
 		goto done;
@@ -506,7 +522,7 @@ int vms_pool_create(vms_pool **out, vms_io *io, uint64_t size, const vms_pool_op
 			goto done;
 		rc = 0; /* a larger block device: use the first `size` bytes */
 	}
-	p->format_version = SB_VERSION;
+	p->format_version = p->keys ? SB_VERSION_KEYS : SB_VERSION;
 	if (getrandom(p->uuid, sizeof(p->uuid), 0) != (ssize_t)sizeof(p->uuid)) {
 		rc = vms_error_set_errno(errno, "getrandom");
 		goto done;
@@ -550,6 +566,29 @@ static int smap_page_load(vms_pool *p, uint64_t j, const uint8_t *payload)
 	return 0;
 }
 
+/* A record's fields in bounds for the pool's format (2: radix trees; 3:
+ * families, versions and their key trees, keys.h). */
+static int vrec_valid(const vms_pool *p, const vrec *r)
+{
+	if ((r->root && (r->root < 2 || r->root >= p->total_blocks)) || r->id >= p->next_id ||
+	    (r->flags & ~(VREC_DELETING | VREC_HIDDEN)) || r->depth > MAX_DEPTH)
+		return 0;
+	if (r->kind == VREC_FAMILY)
+		return p->keys && r->fam == 0 && r->size == 0 && (r->root == 0) == (r->depth == 0) &&
+		       (r->flags & VREC_HIDDEN) && r->parent_ver == 0;
+	if (r->kind != VMS_VOL_VOLUME && r->kind != VMS_VOL_SNAPSHOT &&
+	    !(p->keys && r->kind == VREC_INTERIOR))
+		return 0;
+	if (r->size == 0 || r->size > VMS_MAX_VOLUME_SIZE || r->size % VMS_SECTOR)
+		return 0;
+	if (p->keys)
+		return r->fam != 0 && r->fam < p->next_id && r->ver != 0 && r->root == 0 && r->depth == 0 &&
+		       (r->parent_ver == 0 || r->parent_ver > r->ver) &&
+		       (r->kind != VREC_INTERIOR || (r->flags & VREC_HIDDEN));
+	return r->depth >= 1 && r->depth >= depth_for_size(p, r->size) && r->fam == 0 &&
+	       r->ver == 0 && r->parent_ver == 0 && r->nkeys == 0;
+}
+
 static int vtab_page_load(vms_pool *p, uint64_t j, const uint8_t *payload)
 {
 	uint64_t per = vtab_per_page(p);
@@ -558,11 +597,7 @@ static int vtab_page_load(vms_pool *p, uint64_t j, const uint8_t *payload)
 		vrec_decode(r, payload + VREC_SIZE * i);
 		if (!r->id)
 			continue;
-		if ((r->kind != VMS_VOL_VOLUME && r->kind != VMS_VOL_SNAPSHOT) || r->depth < 1 ||
-		    r->depth > MAX_DEPTH || r->size == 0 || r->size > VMS_MAX_VOLUME_SIZE ||
-		    r->size % VMS_SECTOR || r->depth < depth_for_size(p, r->size) ||
-		    (r->root && (r->root < 2 || r->root >= p->total_blocks)) || r->id >= p->next_id ||
-		    (r->flags & ~(VREC_DELETING | VREC_HIDDEN)))
+		if (!vrec_valid(p, r))
 			return vms_error_set(VMS_ECORRUPT, "volume table: bad record for volume %llu",
 			                     (unsigned long long)r->id);
 	}
@@ -624,6 +659,7 @@ static int pool_load(vms_pool *p, const vms_pool_options *opts)
 	memcpy(p->uuid, s.uuid, 16);
 	p->format_version = s.version;
 	p->data_checksums = !!(s.flags & SB_FLAG_DATA_CSUM);
+	p->keys = !!(s.flags & SB_FLAG_KEYS);
 	p->txg = s.txg + 1;
 	p->durable_txg = s.txg;
 	p->next_id = s.next_id;
@@ -656,6 +692,8 @@ static int pool_load(vms_pool *p, const vms_pool_options *opts)
 		if (p->vidx[i].id == p->vidx[i - 1].id)
 			return vms_error_set(VMS_ECORRUPT, "volume table: volume %llu twice",
 			                     (unsigned long long)p->vidx[i].id);
+	if (p->keys && (rc = fams_load(p)) < 0)
+		return rc;
 	return 0;
 }
 
@@ -815,8 +853,8 @@ int vms_pool_stats_get(vms_pool_stats *out, vms_pool *p)
 			out->deleting++;
 		else if (r->kind == VMS_VOL_SNAPSHOT)
 			out->snapshots++;
-		else
-			out->volumes++;
+		else if (r->kind == VMS_VOL_VOLUME)
+			out->volumes++; /* not a family's or a version's hidden record */
 	}
 	out->txg = p->durable_txg;
 	out->cache_nodes = p->cache.nodes;

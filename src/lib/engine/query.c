@@ -22,6 +22,7 @@
 #include <stdlib.h>
 
 #include "engine/engine_private.h"
+#include "engine/keys.h"
 
 #define QBUDGET 64      /* new nodes visited per hold of the locks */
 
@@ -143,6 +144,8 @@ int vms_vol_unique_bytes(uint64_t *out, vms_pool *p, vms_vol_id vol)
 	uint64_t count = 0;
 	qwalk w = {.clevel = MAX_DEPTH}; /* nothing entered yet */
 	int rc;
+	if (p->keys)
+		return k_unique_bytes(p, vol, out);
 	if ((rc = alloc_bufs(p, bufs, MAX_DEPTH)) < 0)
 		return rc;
 	do {
@@ -266,6 +269,8 @@ int vms_vol_diff(vms_pool *p, vms_vol_id from, vms_vol_id to, vms_extent_cb cb, 
 {
 	diffst d = {.p = p, .w = {.clevel = MAX_DEPTH}};
 	int rc = 0;
+	if (p->keys)
+		return k_diff(p, from, to, cb, ctx);
 	for (int l = 0; l < (int)MAX_DEPTH; l++)
 		for (int s = 0; s < 2; s++)
 			if (!(d.bufs[l][s] = malloc(p->bs)))

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "engine/engine_private.h"
+#include "engine/keys.h"
 
 static vrec *first_deleting(vms_pool *p)
 {
@@ -55,6 +56,8 @@ static int unhook(vms_pool *p, vrec *r, uint64_t lblk, int level)
 int reaper_step(vms_pool *p, uint64_t *freed)
 {
 	*freed = 0;
+	if (p->keys)
+		return k_reap_step(p, freed);
 	for (;;) {
 		vrec *r = first_deleting(p);
 		if (!r)

@@ -553,6 +553,10 @@ void vrec_encode(const vrec *r, uint8_t *o)
 	put64(o + 56, (uint64_t)r->create_time);
 	put64(o + 64, r->mapped);
 	put64(o + 72, r->written);
+	put64(o + 80, r->fam);
+	put32(o + 88, r->ver);
+	put32(o + 92, r->parent_ver);
+	put64(o + 96, r->nkeys);
 }
 
 void vrec_decode(vrec *r, const uint8_t *i)
@@ -570,6 +574,10 @@ void vrec_decode(vrec *r, const uint8_t *i)
 	r->create_time = (int64_t)get64(i + 56);
 	r->mapped = get64(i + 64);
 	r->written = get64(i + 72);
+	r->fam = get64(i + 80);
+	r->ver = get32(i + 88);
+	r->parent_ver = get32(i + 92);
+	r->nkeys = get64(i + 96);
 }
 
 /* Drop the array's nodes past npages (freeing their blocks), lowering the

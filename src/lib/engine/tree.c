@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "engine/engine_private.h"
+#include "engine/keys.h"
 
 #define EXT_MAX 64
 
@@ -96,7 +97,7 @@ void vol_mark(vms_pool *p, const vrec *r)
  * skips them; the heap is rebuilt when stale entries outnumber the slots. */
 
 /* Grow the array *pv of *cap elements of `elem` bytes. */
-static int array_grow(void *pv, size_t *cap, size_t elem)
+int array_grow(void *pv, size_t *cap, size_t elem)
 {
 	void **v = pv;
 	size_t nc = *cap * 2 + 64;
@@ -461,11 +462,48 @@ static int io_begin(vms_pool *p, vms_vol_id id, int for_write, uint64_t len, uin
 	return rc;
 }
 
+/* Append [pos, pos+n) mapped at pool byte pb (0: a hole) to the extents,
+ * merging with the last one where it continues it. */
+static void ext_add(vms_pool *p, ext *ex, int *ne, uint64_t pos, uint64_t n, uint64_t pb,
+                    uint32_t crc)
+{
+	ext *last = *ne ? &ex[*ne - 1] : NULL;
+	if (last && last->voff + last->len == pos &&
+	    ((pb == 0 && last->pbyte == 0) ||
+	     (pb && !p->data_checksums && last->pbyte && last->pbyte + last->len == pb)))
+		last->len += n;
+	else
+		ex[(*ne)++] = (ext){pos, n, pb, crc};
+}
+
+/* gather() of a format 3 pool: one key lookup per block. */
+static int gather_keys(vms_pool *p, vms_vol_id id, uint64_t pos, uint64_t end, ext *ex, int *nex,
+                       uint64_t *upto)
+{
+	int ne = 0;
+	while (pos < end && ne < EXT_MAX) {
+		uint64_t b;
+		uint32_t crc;
+		int rc = k_lookup(p, id, pos >> p->bshift, &b, &crc);
+		if (rc < 0)
+			return rc;
+		uint64_t bo = pos & (p->bs - 1);
+		uint64_t n = p->bs - bo < end - pos ? p->bs - bo : end - pos;
+		ext_add(p, ex, &ne, pos, n, b ? (b << p->bshift) + bo : 0, crc);
+		pos += n;
+	}
+	*nex = ne;
+	*upto = pos;
+	return 0;
+}
+
 /* Gather extents of [pos, end) under the lock; *upto = where they stop. */
 static int gather(vms_pool *p, vms_vol_id id, uint64_t pos, uint64_t end, ext *ex, int *nex,
                   uint64_t *upto)
 {
-	int ne = 0, csum = p->data_checksums;
+	int ne = 0;
+	if (p->keys)
+		return gather_keys(p, id, pos, end, ex, nex, upto);
 	while (pos < end && ne < EXT_MAX) {
 		vrec *r = NULL;
 		node *leaf;
@@ -490,14 +528,7 @@ static int gather(vms_pool *p, vms_vol_id id, uint64_t pos, uint64_t end, ext *e
 			if (n > end - pos)
 				n = end - pos;
 			uint64_t b = ent_blk(leaf, i);
-			uint64_t pb = b ? (b << p->bshift) + bo : 0;
-			ext *last = ne ? &ex[ne - 1] : NULL;
-			if (last && last->voff + last->len == pos &&
-			    ((pb == 0 && last->pbyte == 0) ||
-			     (pb && !csum && last->pbyte && last->pbyte + last->len == pb)))
-				last->len += n;
-			else
-				ex[ne++] = (ext){pos, n, pb, b ? ent_crc(leaf, i) : 0};
+			ext_add(p, ex, &ne, pos, n, b ? (b << p->bshift) + bo : 0, b ? ent_crc(leaf, i) : 0);
 			pos += n;
 		}
 	}
@@ -534,6 +565,17 @@ static int reread_locked(vms_pool *p, vms_vol_id id, uint8_t *whole, uint64_t vo
 	uint64_t span, lblk = voff >> p->bshift;
 	pthread_mutex_lock(&p->lock);
 	claim_wait(p, id, lblk, lblk + 1);
+	if (p->keys) {
+		uint64_t b;
+		uint32_t crc;
+		int rc = k_lookup(p, id, lblk, &b, &crc);
+		if (rc == 0 && b)
+			rc = read_verified(p, whole, b, crc);
+		else if (rc == 0)
+			memset(whole, 0, p->bs);
+		pthread_mutex_unlock(&p->lock);
+		return rc;
+	}
 	int rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span);
 	if (rc == 0) {
 		unsigned i = tree_index(p, lblk, 0);
@@ -603,19 +645,6 @@ done:
 
 /* ---- writes, trims, zeroes ------------------------------------------------- */
 
-enum { OP_WRITE, OP_ZERO, OP_TRIM };
-
-/* One block's write, planned under the lock, done without it. */
-typedef struct wblk {
-	unsigned i;                      /* leaf entry */
-	uint32_t bo, n;                  /* bytes [bo, bo+n) of the block */
-	const uint8_t *src;
-	uint64_t old;                    /* the entry's block (0: none) */
-	uint32_t old_crc;
-	uint64_t dst;                    /* where the data goes: old (in place) or a new block */
-	uint32_t crc;                    /* of the block as written (data checksums) */
-	int done;                        /* its data I/O succeeded */
-} wblk;
 
 /* Point entry i at its new block nb and settle the counts. */
 static void redirect(vms_pool *p, vrec *r, node *leaf, unsigned i, uint64_t old, uint64_t nb,
@@ -647,7 +676,7 @@ static void unmap_block(vms_pool *p, vrec *r, node *leaf, unsigned i)
 	vol_mark(p, r);
 }
 
-static const uint8_t zero_block[VMS_MAX_BLOCK_SIZE];
+const uint8_t engine_zero_block[VMS_MAX_BLOCK_SIZE];
 
 /* Data I/O of one planned block that is not a whole-block write (no lock). */
 static int write_partial(vms_pool *p, wblk *b)
@@ -673,7 +702,7 @@ static int write_partial(vms_pool *p, wblk *b)
 /* Data I/O of the planned blocks, without the lock: whole blocks whose
  * targets and sources are both contiguous go in one pwrite.  Stops at the
  * first failure; the blocks done so far are marked. */
-static int write_planned(vms_pool *p, wblk *w, size_t nw)
+static int write_blocks(vms_pool *p, wblk *w, size_t nw)
 {
 	for (size_t k = 0; k < nw;) {
 		int rc;
@@ -698,6 +727,15 @@ static int write_planned(vms_pool *p, wblk *w, size_t nw)
 	return 0;
 }
 
+/* The planned blocks' data I/O: pool->lock held, dropped meanwhile. */
+int write_planned(vms_pool *p, wblk *w, size_t nw)
+{
+	pthread_mutex_unlock(&p->lock);
+	int rc = write_blocks(p, w, nw);
+	pthread_mutex_lock(&p->lock);
+	return rc;
+}
+
 /*
  * Apply op to the claimed blocks [lblk, hi) of one leaf, starting at byte
  * *pos (< end), with pool->lock held (dropped for node loads and for the
@@ -712,6 +750,8 @@ static int modify_leaf(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, u
 	uint64_t span, lblk = *pos >> p->bshift;
 	size_t nw = 0;
 	int rc;
+	if (p->keys)
+		return k_modify_chunk(p, id, op, src, off, pos, end, hi, w);
 	if ((rc = lookup_leaf(p, id, 1, lblk, &r, &leaf, &span)) < 0)
 		return rc;
 	if (!leaf && op != OP_WRITE) { /* a hole already reads as zeros */
@@ -737,7 +777,7 @@ static int modify_leaf(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, u
 		uint32_t bo = (uint32_t)(at & (p->bs - 1));
 		uint32_t n = (uint32_t)(p->bs - bo < end - at ? p->bs - bo : end - at);
 		uint64_t old = ent_blk(leaf, i);
-		const uint8_t *from = zero_block;
+		const uint8_t *from = engine_zero_block;
 		if (op == OP_WRITE) {
 			from = src + (at - off);
 		} else {
@@ -752,7 +792,7 @@ static int modify_leaf(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, u
 			}
 		}
 		wblk *b = &w[nw];
-		*b = (wblk){i, bo, n, from, old, old ? ent_crc(leaf, i) : 0, old, 0, 0};
+		*b = (wblk){i, bo, n, from, old, old ? ent_crc(leaf, i) : 0, old, 0, 0, 0, 0, 0};
 		if (!(old && p->ref[old] == 1 && sm_is_fresh(p, old)) &&
 		    (rc = sm_alloc(p, 0, &b->dst)) < 0)
 			break; /* write what was planned, then fail */
@@ -763,9 +803,7 @@ static int modify_leaf(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, u
 	if (nw == 0)
 		return rc;
 
-	pthread_mutex_unlock(&p->lock);
 	int io_rc = write_planned(p, w, nw);
-	pthread_mutex_lock(&p->lock);
 
 	/* apply: the claim kept the entries as planned; the record may have
 	 * moved (the volume table grows), the leaf has not (dirty) */
@@ -913,16 +951,21 @@ int vms_vol_block_status(vms_pool *p, vms_vol_id id, uint64_t off, uint64_t len,
 		goto done;
 	while (pos < end) {
 		node *leaf;
-		uint64_t span, stop, lblk = pos >> p->bshift;
-		int alloc;
-		if ((rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span)) < 0)
-			break;
-		if (!leaf) {
-			stop = (lblk + span) << p->bshift;
-			alloc = 0;
+		uint64_t span, lblk = pos >> p->bshift, stop = (lblk + 1) << p->bshift;
+		int alloc = 0;
+		if (p->keys) {
+			uint64_t b;
+			uint32_t crc;
+			if ((rc = k_lookup(p, id, lblk, &b, &crc)) < 0)
+				break;
+			alloc = b != 0;
 		} else {
-			alloc = ent_blk(leaf, tree_index(p, lblk, 0)) != 0;
-			stop = (lblk + 1) << p->bshift;
+			if ((rc = lookup_leaf(p, id, 0, lblk, &r, &leaf, &span)) < 0)
+				break;
+			if (!leaf)
+				stop = (lblk + span) << p->bshift;
+			else
+				alloc = ent_blk(leaf, tree_index(p, lblk, 0)) != 0;
 		}
 		if (stop > end || stop < pos)
 			stop = end;
@@ -969,6 +1012,10 @@ int vms_vol_create(vms_vol_id *out, vms_pool *p, uint64_t size)
 	pthread_mutex_lock(&p->lock);
 	if (p->readonly) {
 		rc = vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
+		goto done;
+	}
+	if (p->keys) {
+		rc = k_vol_create(p, size, out);
 		goto done;
 	}
 	if ((rc = vol_slot_new(p, &r)) < 0)
@@ -1023,7 +1070,10 @@ int vms_vol_snapshot(vms_vol_id *out, vms_pool *p, const vms_vol_id *vols, size_
 				goto done;
 			}
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && p->keys; i++)
+		if ((rc = k_snapshot_one(p, vols[i], &out[i])) < 0)
+			goto done; /* earlier snapshots stay: each is complete */
+	for (size_t i = 0; i < n && !p->keys; i++) {
 		if ((rc = vol_slot_new(p, &s)) < 0)
 			goto done; /* earlier snapshots stay: each is complete */
 		r = vol_find(p, vols[i]);
@@ -1051,7 +1101,13 @@ int vms_vol_clone(vms_vol_id *out, vms_pool *p, vms_vol_id src)
 		rc = vms_error_set(VMS_EROFS, "pool is read-only: %s", p->ro_reason);
 		goto done;
 	}
-	if ((rc = vol_get(p, src, 0, &r)) < 0 || (rc = vol_slot_new(p, &s)) < 0)
+	if ((rc = vol_get(p, src, 0, &r)) < 0)
+		goto done;
+	if (p->keys) {
+		rc = k_clone(p, src, out);
+		goto done;
+	}
+	if ((rc = vol_slot_new(p, &s)) < 0)
 		goto done;
 	r = vol_find(p, src);
 	share_tree(p, s, r);
@@ -1076,6 +1132,10 @@ int vms_vol_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	if (vol == snap) {
 		rc = vms_error_set(VMS_EINVAL, "cannot roll volume %llu back to itself",
 		                   (unsigned long long)vol);
+		goto done;
+	}
+	if (p->keys) {
+		rc = k_rollback(p, vol, snap);
 		goto done;
 	}
 	if ((rc = vol_slot_new(p, &h)) < 0)
@@ -1114,6 +1174,8 @@ int vms_vol_delete(vms_pool *p, vms_vol_id vol)
 		r->flags |= VREC_DELETING;
 		p->ndeleting++;
 		vol_mark(p, r);
+		if (p->keys)
+			k_deleted(p, r);
 	}
 	pthread_mutex_unlock(&p->lock);
 	pthread_rwlock_unlock(&p->commit_lock);
@@ -1149,7 +1211,7 @@ int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
 		vol_mark(p, r);
 		goto done;
 	}
-	uint32_t want = depth_for_size(p, size);
+	uint32_t want = p->keys ? 0 : depth_for_size(p, size);
 	while (r->depth < want) {
 		if (r->root) {
 			uint64_t nb = 0;

@@ -1,0 +1,205 @@
+/*
+ * keys.h - the versioned-key index of format version 3 pools
+ * (docs/design/index-v3.md): a copy-on-write B+tree of (lblk, version)
+ * keys per family (ktree.c) and the family's version tree (vtree.c).
+ *
+ * Internal to src/lib/engine/; include after engine_private.h.
+ */
+#ifndef VMS_ENGINE_KEYS_H
+#define VMS_ENGINE_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine_private.h"
+
+/* ---- key tree (ktree.c) ---------------------------------------------------
+ *
+ * One B+tree per family, nodes of type NT_KEYS in the node cache, never
+ * shared between families: every node has reference count 1, so making a
+ * node writable is "in place when dirty (allocated in the open
+ * transaction), else copy to a new block and free the old one" (deferred
+ * like every free).  The tree's root is held by the family's record, a
+ * vrec of kind VREC_FAMILY: r->root, r->root_crc, r->depth (tree height:
+ * 0 = empty tree, 1 = the root is a leaf, ...), r->root_pending, exactly
+ * like a volume tree's root, so the commit's close finishes it the same
+ * way (close_dirty_nodes).  r->nkeys counts the keys.
+ *
+ * Keys sort by lblk, then version ascending.  Every function runs with
+ * pool->lock held.  Functions that may load nodes from disk drop and retake
+ * pool->lock to do it (node_load_unlocked), so vrec pointers must not be
+ * kept across them: they take the family's id and find its record
+ * themselves.
+ */
+
+typedef struct kt_key {
+	uint64_t lblk;                   /* < 2^40 */
+	uint32_t ver;
+} kt_key;
+
+typedef struct kt_val {
+	uint64_t pblk;                   /* < 2^40: a pool block (>= 2), or 0 (a
+	                                  * tombstone, keyvol.c) */
+	uint32_t crc;
+} kt_val;
+
+static inline int kt_cmp(kt_key a, kt_key b)
+{
+	if (a.lblk != b.lblk)
+		return a.lblk < b.lblk ? -1 : 1;
+	if (a.ver != b.ver)
+		return a.ver < b.ver ? -1 : 1;
+	return 0;
+}
+
+/* Visit the keys k with from <= k < to in order: cb(ctx, k, v) returns 0 to
+ * go on, 1 to stop (kt_walk then returns 1), or a negative error (returned).
+ * cb runs with pool->lock held and must not change the tree.  Loads nodes
+ * as needed; after a load it re-seeks just past the last key visited, so no
+ * key is visited twice, though keys inserted meanwhile may or may not be.
+ * Returns 0 when the range is exhausted. */
+typedef int (*kt_walk_cb)(void *ctx, kt_key k, kt_val v);
+int kt_walk(vms_pool *p, uint64_t fam, kt_key from, kt_key to, kt_walk_cb cb, void *ctx);
+
+/* Exact lookup: 1 found (*v set), 0 absent, < 0 error.  May load nodes. */
+int kt_get(vms_pool *p, uint64_t fam, kt_key k, kt_val *v);
+
+/* Load every node kt_put or kt_del on key k may need (the path from the
+ * root, and what a split or merge there touches) into the cache.  May drop
+ * and retake pool->lock; on return (0) they are all cached, and stay cached
+ * while pool->lock is held (a cache only evicts when a node is loaded or a
+ * commit ends). */
+int kt_prepare(vms_pool *p, uint64_t fam, kt_key k);
+
+/* Insert k -> v, or overwrite k's value.  kt_prepare(k) first, without
+ * dropping pool->lock since.  Allocates (copies of nodes, splits) from the
+ * space map, from the reserve when use_reserve.  *old (may be NULL)
+ * receives the previous value; returns 1 when k existed, 0 when inserted,
+ * < 0 on error (the tree is then unchanged: ENOSPC leaves it as it was). */
+int kt_put(vms_pool *p, uint64_t fam, kt_key k, kt_val v, int use_reserve, kt_val *old);
+
+/* Remove k.  kt_prepare(k) first.  1 removed (*old set, may be NULL),
+ * 0 absent, < 0 error.  May allocate (shadowing) from the reserve. */
+int kt_del(vms_pool *p, uint64_t fam, kt_key k, kt_val *old);
+
+/* Free every node of the family's tree (the family is being destroyed;
+ * its keys must already be gone, or the caller released their data
+ * blocks).  Bounded work per call: frees leaves from the left until
+ * `budget` nodes (at least 1) are freed, plus the interior nodes they
+ * empty (at most the height more); returns 1 when nodes remain, 0 when the
+ * tree is empty (root 0).  r->nkeys drops by the keys of the leaves freed,
+ * so the tree stays valid (kt_check) between steps.  May load nodes (each
+ * leaf, for its count); shadows the path above the leftmost leaf from the
+ * reserve. */
+int kt_destroy_step(vms_pool *p, uint64_t fam, uint64_t budget);
+
+/* For check.c: walk every node of the tree verifying checksums, header,
+ * order of keys (strictly increasing across the whole tree), separator keys
+ * against children, bounds of pblk, that r->nkeys is the number of keys;
+ * cb_node(ctx, blk) for every node block, cb_key(ctx, k, v) for every key
+ * (a callback's nonzero return stops the walk and is returned).  Nodes
+ * are read from disk (not through the cache), except dirty ones and those
+ * of the commit in flight, taken from memory; pool->lock stays held.
+ * Returns 0 or the first error (VMS_ECORRUPT with a message). */
+int kt_check(vms_pool *p, uint64_t fam, int (*cb_node)(void *, uint64_t),
+             int (*cb_key)(void *, kt_key, kt_val), void *ctx);
+
+/* Used by the commit's close (pool.c, close_dirty_nodes): a dirty NT_KEYS
+ * interior node's children that are dirty are marked BP_DIRTY in their
+ * block pointer, like a volume tree's; these give the pointer slots of an
+ * NT_KEYS node so the close can fill in the children's checksums. */
+unsigned kt_nchildren(const vms_pool *p, const node *n);
+uint8_t *kt_child_bp(const vms_pool *p, node *n, unsigned i);   /* 16-byte block pointer */
+
+/* Used by cache.c to verify an NT_KEYS node read from disk, after its
+ * checksum and header: entry count, keys in order, pointers in bounds,
+ * flags 0.  0 or VMS_ECORRUPT with a message. */
+int kt_node_verify(const vms_pool *p, const uint8_t *data, uint64_t blk, int level);
+
+/* cache.c: load an NT_KEYS node into the cache, as node_load_unlocked does
+ * for a volume-tree node (drops pool->lock for the read and takes it
+ * again; the caller starts its walk again). */
+int node_load_keys_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level);
+
+/* ---- version tree (vtree.c) -----------------------------------------------
+ *
+ * The versions of one family in memory.  Ids are handed out downwards, so a
+ * descendant always has a smaller id than its ancestors.  Built at open
+ * from the volume records, changed by snapshot, clone, rollback, delete and
+ * merge; persisted only through the records (each version is a vrec).
+ */
+
+typedef struct vt_node {
+	uint32_t ver, parent;            /* parent 0 = the root version */
+	uint32_t nchildren;
+	uint32_t pre, post;              /* Euler tour numbers (valid when !t->stale) */
+	uint64_t rec;                    /* engine use: id of the record holding this version
+	                                  * (vt_add sets 0; the vtree never reads it) */
+} vt_node;
+
+typedef struct vtree {
+	vt_node *v;                      /* sorted by ver, descending: the newest
+	                                  * (smallest id) last, parents before children */
+	size_t n, cap;
+	int stale;                       /* pre/post need a rebuild */
+} vtree;
+
+void vt_init(vtree *t);
+void vt_free(vtree *t);
+/* Add version ver (must not exist) as a child of parent (0 = a root; else
+ * parent must exist and be > ver). */
+int vt_add(vtree *t, uint32_t ver, uint32_t parent);
+/* Remove a version that has no children. */
+int vt_remove(vtree *t, uint32_t ver);
+/* Give every child of `from` the parent `to` (a merge). */
+int vt_reparent_children(vtree *t, uint32_t from, uint32_t to);
+const vt_node *vt_find(const vtree *t, uint32_t ver);
+/* Make every node's pre/post valid (they are rebuilt lazily). */
+int vt_number(vtree *t);
+/* 1 when a == v or a is an ancestor of v, 0 otherwise (also when either
+ * does not exist).  O(log n) after an O(n) rebuild following a change. */
+int vt_is_ancestor(vtree *t, uint32_t a, uint32_t v);
+/* The number of versions. */
+size_t vt_count(const vtree *t);
+/* The number of children of ver (< 0: VMS_ENOTFOUND); writes the ids of
+ * the first min(cap, count) of them to out, largest id first.  O(n) at
+ * worst, less when the children were created soon after ver. */
+int vt_children(const vtree *t, uint32_t ver, uint32_t *out, size_t cap);
+/* Verify the invariants (ids decreasing, parents exist and are larger,
+ * nchildren right): 0 or VMS_ECORRUPT with a message.  For tests and check. */
+int vt_check(const vtree *t);
+
+/* ---- families and their volumes (keyvol.c) -------------------------------- */
+
+typedef struct kfam {
+	uint64_t id;                     /* the family record's id */
+	vtree vt;
+	int gc_wanted;                   /* a delete or rollback left garbage keys */
+	int gc_running;
+	uint64_t gc_cursor;              /* next lblk the collector looks at */
+} kfam;
+
+/* Families live until the pool closes (a reader may hold one across a
+ * node load). */
+kfam *fam_get(vms_pool *p, uint64_t id);
+int fams_load(vms_pool *p);
+void fams_free(vms_pool *p);
+
+/* The volume operations of format 3 pools, called by tree.c with its
+ * locks taken and the arguments checked (the records exist, kinds fit). */
+int k_vol_create(vms_pool *p, uint64_t size, vms_vol_id *out);
+int k_snapshot_one(vms_pool *p, vms_vol_id vol, vms_vol_id *out);
+int k_clone(vms_pool *p, vms_vol_id src, vms_vol_id *out);
+int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap);
+void k_deleted(vms_pool *p, const vrec *r);
+/* The block version `id` reads at lblk (*pblk 0: a hole). */
+int k_lookup(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc);
+/* modify_leaf's counterpart: apply op to the claimed blocks [*pos>>bshift, hi). */
+int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t off,
+                   uint64_t *pos, uint64_t end, uint64_t hi, wblk *w);
+int k_unique_bytes(vms_pool *p, vms_vol_id vol, uint64_t *out);
+int k_diff(vms_pool *p, vms_vol_id from, vms_vol_id to, vms_extent_cb cb, void *ctx);
+/* The collector: one bounded step (reaper.c's reaper_step for format 3). */
+int k_reap_step(vms_pool *p, uint64_t *freed);
+
+#endif

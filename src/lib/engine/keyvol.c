@@ -1,0 +1,1011 @@
+/*
+ * keyvol.c - volumes of format 3 pools: the versioned-key index
+ * (docs/design/index-v3.md, keys.h).
+ *
+ * A family is a volume with every snapshot and clone descended from it:
+ * one key tree (ktree.c) of (lblk, version) -> data block, and a version
+ * tree (vtree.c).  Version ids are handed out downwards, so a descendant's
+ * id is smaller than its ancestors'.  A read of version v at lblk takes
+ * the first key at or after (lblk, v) whose version is v or one of its
+ * ancestors: the nearest ancestor that wrote the block.  A key whose block
+ * is 0 is a tombstone (trimmed: reads zeros).
+ *
+ * Records: the family (kind VREC_FAMILY, hidden: the key tree's root; its
+ * `ver` is the next id to hand out), and one record per version: a volume
+ * (its live version, the only kind written), a snapshot (never holds
+ * keys), an interior (hidden: a live version frozen by a snapshot or a
+ * clone, holding what was written while it was live).  A data block is
+ * referenced by exactly one key (count 1).
+ *
+ * Snapshot of V: V's live version L becomes an interior with two new
+ * children, the snapshot S and V's new live version (S gets the larger
+ * id, so a read of S never even passes over V's new keys).  Clone of a
+ * snapshot: a new live child of it.  Delete and rollback leave the
+ * versions' keys to the garbage collector (k_reap_step): a key is kept
+ * while some readable version (volume or snapshot) resolves to it.
+ *
+ * Locks as in tree.c: pool->lock for everything here (dropped by the key
+ * tree to load nodes), commit_lock shared by I/O, exclusive by snapshot,
+ * clone, rollback, delete.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_private.h"
+#include "engine/keys.h"
+
+#define VER_FIRST 0xfffffffeu            /* first id of a family (v+1 never wraps) */
+
+/* ---- families ----------------------------------------------------------- */
+
+kfam *fam_get(vms_pool *p, uint64_t id)
+{
+	size_t lo = 0, hi = p->nfams;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (p->fams[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < p->nfams && p->fams[lo]->id == id ? p->fams[lo] : NULL;
+}
+
+static int fam_add(vms_pool *p, uint64_t id, kfam **out)
+{
+	if (p->nfams == p->fams_cap && array_grow(&p->fams, &p->fams_cap, sizeof(*p->fams)) < 0)
+		return VMS_ENOMEM;
+	kfam *f = calloc(1, sizeof(*f));
+	if (!f)
+		return vms_error_set(VMS_ENOMEM, "out of memory for a family");
+	f->id = id;
+	vt_init(&f->vt);
+	size_t at = p->nfams;
+	while (at > 0 && p->fams[at - 1]->id > id)
+		at--;
+	memmove(&p->fams[at + 1], &p->fams[at], (p->nfams - at) * sizeof(*p->fams));
+	p->fams[at] = f;
+	p->nfams++;
+	*out = f;
+	return 0;
+}
+
+void fams_free(vms_pool *p)
+{
+	for (size_t i = 0; i < p->nfams; i++) {
+		vt_free(&p->fams[i]->vt);
+		free(p->fams[i]);
+	}
+	free(p->fams);
+	p->fams = NULL;
+	p->nfams = p->fams_cap = 0;
+}
+
+static int ver_rec_cmp(const void *a, const void *b)
+{
+	const vrec *x = *(const vrec *const *)a, *y = *(const vrec *const *)b;
+	if (x->fam != y->fam)
+		return x->fam < y->fam ? -1 : 1;
+	return x->ver > y->ver ? -1 : x->ver < y->ver; /* parents (larger ids) first */
+}
+
+static int fam_set_rec(kfam *f, uint32_t ver, uint64_t rec)
+{
+	vt_node *n = (vt_node *)vt_find(&f->vt, ver);
+	if (!n)
+		return vms_error_set(VMS_EIO, "internal: version %u missing", ver);
+	n->rec = rec;
+	return 0;
+}
+
+/* Build the families and their version trees from the records (open). */
+int fams_load(vms_pool *p)
+{
+	const vrec **v = NULL;
+	size_t nv = 0;
+	int rc = 0;
+	for (size_t i = 0; i < p->nvidx; i++) {
+		const vrec *r = &p->recs[p->vidx[i].slot];
+		kfam *f;
+		if (r->kind == VREC_FAMILY && (rc = fam_add(p, r->id, &f)) < 0)
+			return rc;
+	}
+	if (!(v = malloc((p->nvidx + 1) * sizeof(*v))))
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	for (size_t i = 0; i < p->nvidx; i++)
+		if (p->recs[p->vidx[i].slot].kind != VREC_FAMILY)
+			v[nv++] = &p->recs[p->vidx[i].slot];
+	qsort(v, nv, sizeof(*v), ver_rec_cmp);
+	for (size_t i = 0; i < nv; i++) {
+		const vrec *r = v[i];
+		kfam *f = fam_get(p, r->fam);
+		const vrec *fr = vol_find(p, r->fam);
+		if (!f || !fr || r->ver <= fr->ver) {
+			rc = vms_error_set(VMS_ECORRUPT, "volume table: volume %llu: bad family %llu or "
+			                   "version %u", (unsigned long long)r->id,
+			                   (unsigned long long)r->fam, r->ver);
+			goto done;
+		}
+		if ((rc = vt_add(&f->vt, r->ver, r->parent_ver)) < 0) {
+			rc = vms_error_wrap(VMS_ECORRUPT, "volume table: volume %llu", (unsigned long long)r->id);
+			goto done;
+		}
+		if ((rc = fam_set_rec(f, r->ver, r->id)) < 0)
+			goto done;
+		if (r->flags & VREC_DELETING)
+			f->gc_wanted = 1;
+	}
+done:
+	free(v);
+	return rc;
+}
+
+/* The next version id of family fr (its record; pool->lock held). */
+static int ver_new(vms_pool *p, vrec *fr, uint32_t *out)
+{
+	if (fr->ver < 2)
+		return vms_error_set(VMS_ENOSPC, "family %llu has used all its version ids",
+		                     (unsigned long long)fr->id);
+	*out = fr->ver--;
+	vol_mark(p, fr);
+	return 0;
+}
+
+/* Register version ver (child of parent) of family f held by record rec. */
+static int ver_add(kfam *f, uint32_t ver, uint32_t parent, uint64_t rec)
+{
+	int rc = vt_add(&f->vt, ver, parent);
+	return rc < 0 ? rc : fam_set_rec(f, ver, rec);
+}
+
+int k_vol_create(vms_pool *p, uint64_t size, vms_vol_id *out)
+{
+	vrec *fr = NULL, *r = NULL;
+	kfam *f = NULL;
+	uint32_t ver = 0;
+	int rc;
+	if ((rc = vol_slot_new(p, &fr)) < 0)
+		return rc;
+	fr->kind = VREC_FAMILY;
+	fr->flags = VREC_HIDDEN;
+	fr->ver = VER_FIRST;
+	uint64_t fid = fr->id;
+	if ((rc = fam_add(p, fid, &f)) < 0 || (rc = vol_slot_new(p, &r)) < 0)
+		goto fail;
+	fr = vol_find(p, fid);
+	if ((rc = ver_new(p, fr, &ver)) < 0)
+		goto fail;
+	r->kind = VMS_VOL_VOLUME;
+	r->size = size;
+	r->fam = fid;
+	r->ver = ver;
+	if ((rc = ver_add(f, ver, 0, r->id)) < 0)
+		goto fail;
+	vol_mark(p, r);
+	*out = r->id;
+	return 0;
+fail:
+	if (r)
+		vol_remove(p, vol_find(p, r->id));
+	if ((fr = vol_find(p, fid)))
+		vol_remove(p, fr);
+	return rc;
+}
+
+/*
+ * Freeze volume vol's live version into a new hidden interior record and
+ * give vol a new live version, a child of it.  *sib receives a version id
+ * handed out just before vol's new one (so larger: a read of a snapshot
+ * made there never passes over vol's new keys), for the caller to attach
+ * under *frozen.  The freeze alone is a consistent state: a caller that
+ * fails later leaves it (the id is skipped).  Exclusive commit_lock.
+ */
+static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
+{
+	vrec *r = vol_find(p, vol), *in = NULL, *fr;
+	uint64_t fid = r->fam;
+	kfam *f = fam_get(p, fid);
+	uint32_t lver = 0;
+	int rc;
+	if (!f)
+		return vms_error_set(VMS_EIO, "internal: family of volume %llu missing",
+		                     (unsigned long long)vol);
+	if ((rc = vol_slot_new(p, &in)) < 0)
+		return rc;
+	r = vol_find(p, vol);
+	fr = vol_find(p, fid);
+	if ((rc = ver_new(p, fr, sib)) < 0 || (rc = ver_new(p, fr, &lver)) < 0 ||
+	    (rc = ver_add(f, lver, r->ver, r->id)) < 0) {
+		vol_remove(p, in);
+		return rc;
+	}
+	in->kind = VREC_INTERIOR;
+	in->flags = VREC_HIDDEN;
+	in->fam = fid;
+	in->ver = r->ver;
+	in->parent_ver = r->parent_ver;
+	in->size = r->size;
+	in->nkeys = r->nkeys;
+	in->mapped = r->mapped;
+	in->written = r->written;
+	in->origin = r->id;
+	fam_set_rec(f, r->ver, in->id);
+	*frozen = r->ver;
+	r->parent_ver = r->ver;
+	r->ver = lver;
+	r->nkeys = 0;
+	r->written = 0;
+	vol_mark(p, r);
+	vol_mark(p, in);
+	return 0;
+}
+
+/* A new version id *ver, to be a child of *parent, that reads what src
+ * (a snapshot or a volume) reads now: a live volume is frozen first. */
+static int version_reading(vms_pool *p, vms_vol_id src, uint32_t *ver, uint32_t *parent,
+                           kfam **f)
+{
+	vrec *s = vol_find(p, src);
+	if (!(*f = fam_get(p, s->fam)))
+		return vms_error_set(VMS_EIO, "internal: family of volume %llu missing",
+		                     (unsigned long long)src);
+	*parent = s->ver;
+	if (s->kind == VMS_VOL_VOLUME)
+		return freeze(p, src, ver, parent);
+	return ver_new(p, vol_find(p, s->fam), ver);
+}
+
+/* A new record of kind `kind` reading what volume or snapshot src reads
+ * now. */
+static int child_of(vms_pool *p, vms_vol_id src, uint8_t kind, vms_vol_id *out)
+{
+	vrec *s = vol_find(p, src), *c = NULL;
+	uint64_t written = s->written;
+	kfam *f;
+	uint32_t ver = 0, parent = 0;
+	int rc = version_reading(p, src, &ver, &parent, &f);
+	if (rc < 0 || (rc = vol_slot_new(p, &c)) < 0)
+		return rc;
+	if ((rc = ver_add(f, ver, parent, c->id)) < 0) {
+		vol_remove(p, c);
+		return rc;
+	}
+	s = vol_find(p, src);
+	c->kind = kind;
+	c->fam = s->fam;
+	c->ver = ver;
+	c->parent_ver = parent;
+	c->size = s->size;
+	c->mapped = s->mapped;
+	c->written = kind == VMS_VOL_SNAPSHOT ? written : 0;
+	c->origin = src;
+	vol_mark(p, c);
+	*out = c->id;
+	return 0;
+}
+
+int k_snapshot_one(vms_pool *p, vms_vol_id vol, vms_vol_id *out)
+{
+	return child_of(p, vol, VMS_VOL_SNAPSHOT, out);
+}
+
+int k_clone(vms_pool *p, vms_vol_id src, vms_vol_id *out)
+{
+	return child_of(p, src, VMS_VOL_VOLUME, out);
+}
+
+/* Mark a family as holding garbage for the collector. */
+static void fam_dirty(vms_pool *p, uint64_t fid)
+{
+	kfam *f = fam_get(p, fid);
+	if (f)
+		f->gc_wanted = 1;
+	pool_kick(p);
+}
+
+/* Volume vol's live version goes (to the collector) and vol reads what
+ * snap (a snapshot or another volume, of any family) reads now. */
+int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
+{
+	vrec *r, *s, *h = NULL;
+	kfam *nf;
+	uint32_t ver = 0, parent = 0;
+	int rc = version_reading(p, snap, &ver, &parent, &nf);
+	if (rc < 0 || (rc = vol_slot_new(p, &h)) < 0)
+		return rc;
+	if ((rc = ver_add(nf, ver, parent, vol)) < 0) {
+		vol_remove(p, h);
+		return rc;
+	}
+	r = vol_find(p, vol);
+	uint64_t ofam = r->fam;
+	h->kind = VREC_INTERIOR;
+	h->flags = VREC_HIDDEN | VREC_DELETING;
+	h->fam = ofam;
+	h->ver = r->ver;
+	h->parent_ver = r->parent_ver;
+	h->size = r->size;
+	h->nkeys = r->nkeys;
+	h->origin = vol;
+	p->ndeleting++;
+	fam_set_rec(fam_get(p, ofam), r->ver, h->id);
+	s = vol_find(p, snap);
+	r->fam = s->fam;
+	r->ver = ver;
+	r->parent_ver = parent;
+	r->size = s->size;
+	r->mapped = s->mapped;
+	r->written = 0;
+	r->nkeys = 0;
+	vol_mark(p, r);
+	vol_mark(p, h);
+	fam_dirty(p, ofam);
+	return 0;
+}
+
+void k_deleted(vms_pool *p, const vrec *r)
+{
+	fam_dirty(p, r->fam);
+}
+
+/* ---- lookups ------------------------------------------------------------ */
+
+typedef struct kfind {
+	kfam *f;
+	uint32_t v;
+	int found;
+	kt_val val;
+} kfind;
+
+static int find_cb(void *ctx, kt_key k, kt_val v)
+{
+	kfind *x = ctx;
+	if (k.ver != x->v && !vt_is_ancestor(&x->f->vt, k.ver, x->v))
+		return 0;
+	x->found = 1;
+	x->val = v;
+	return 1;
+}
+
+/* The key version v of family fid reads at lblk, looking at keys of
+ * versions >= from (v, or v + 1 to skip v's own): 1 found (*out; pblk 0 =
+ * a tombstone), 0 none.  May drop pool->lock. */
+static int k_find(vms_pool *p, uint64_t fid, uint32_t v, uint32_t from, uint64_t lblk, kt_val *out)
+{
+	kfind x = {fam_get(p, fid), v, 0, {0, 0}};
+	if (!x.f)
+		return vms_error_set(VMS_EIO, "internal: family %llu missing", (unsigned long long)fid);
+	int rc = kt_walk(p, fid, (kt_key){lblk, from}, (kt_key){lblk + 1, 0}, find_cb, &x);
+	if (rc < 0)
+		return rc;
+	*out = x.val;
+	return x.found;
+}
+
+int k_lookup(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc)
+{
+	vrec *r = vol_find(p, id);
+	kt_val v = {0, 0};
+	if (!r)
+		return vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)id);
+	int rc = k_find(p, r->fam, r->ver, r->ver, lblk, &v);
+	if (rc < 0)
+		return rc;
+	*pblk = rc ? v.pblk : 0;
+	*crc = rc ? v.crc : 0;
+	return 0;
+}
+
+/* ---- writes ----------------------------------------------------------------- */
+
+static int key_put(vms_pool *p, uint64_t fid, kt_key k, kt_val v, int use_reserve)
+{
+	int rc = kt_prepare(p, fid, k);
+	return rc < 0 ? rc : kt_put(p, fid, k, v, use_reserve, NULL);
+}
+
+static int key_del(vms_pool *p, uint64_t fid, kt_key k)
+{
+	int rc = kt_prepare(p, fid, k);
+	return rc < 0 ? rc : kt_del(p, fid, k, NULL);
+}
+
+/* Unmap block lblk of the live version (a whole-block trim or zeroing). */
+static int unmap(vms_pool *p, vms_vol_id id, uint64_t fid, uint32_t L, uint64_t lblk)
+{
+	kt_val own = {0, 0}, anc = {0, 0};
+	int rc, has_own = kt_get(p, fid, (kt_key){lblk, L}, &own);
+	if (has_own < 0)
+		return has_own;
+	if (has_own && own.pblk == 0)
+		return 0; /* already a tombstone */
+	int has_anc = k_find(p, fid, L, L + 1, lblk, &anc);
+	if (has_anc < 0)
+		return has_anc;
+	int anc_data = has_anc && anc.pblk;
+	if (!has_own && !anc_data)
+		return 0; /* a hole already */
+	if (anc_data)
+		rc = key_put(p, fid, (kt_key){lblk, L}, (kt_val){0, 0}, 1);
+	else
+		rc = key_del(p, fid, (kt_key){lblk, L});
+	if (rc < 0)
+		return rc;
+	vrec *r = vol_find(p, id);
+	if (has_own) {
+		sm_unref(p, own.pblk);
+		if (r->written)
+			r->written--;
+		if (!anc_data)
+			r->nkeys--;
+	} else {
+		r->nkeys++;
+	}
+	if (r->mapped)
+		r->mapped--;
+	vol_mark(p, r);
+	return 0;
+}
+
+int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t off,
+                   uint64_t *pos, uint64_t end, uint64_t hi, wblk *w)
+{
+	vrec *r = vol_find(p, id);
+	uint64_t fid = r->fam, lblk0 = *pos >> p->bshift;
+	uint32_t L = r->ver;
+	size_t nw = 0;
+	int rc = 0;
+	if (op == OP_WRITE) {
+		uint64_t need = 2 * (uint64_t)MAX_DEPTH + (hi - lblk0);
+		if (sm_avail(p) < p->reserve + sm_commit_need(p) + need)
+			return vms_error_set(VMS_ENOSPC, "pool is full: %llu blocks free, %llu in reserve",
+			                     (unsigned long long)sm_avail(p),
+			                     (unsigned long long)p->reserve);
+	}
+	/* plan, under the lock (dropped only by node loads; the claim and
+	 * commit_lock keep every block of the chunk as looked up) */
+	uint64_t at = *pos;
+	while (at < end && (at >> p->bshift) < hi) {
+		uint64_t lblk = at >> p->bshift;
+		uint32_t bo = (uint32_t)(at & (p->bs - 1));
+		uint32_t n = (uint32_t)(p->bs - bo < end - at ? p->bs - bo : end - at);
+		if (op != OP_WRITE && n == p->bs) {
+			if ((rc = unmap(p, id, fid, L, lblk)) < 0)
+				break;
+			at += n;
+			continue;
+		}
+		kt_val own = {0, 0}, cur = {0, 0};
+		int has_own = kt_get(p, fid, (kt_key){lblk, L}, &own);
+		if (has_own < 0) {
+			rc = has_own;
+			break;
+		}
+		if (has_own) {
+			cur = own;
+		} else if ((rc = k_find(p, fid, L, L + 1, lblk, &cur)) < 0) {
+			break;
+		}
+		if (op != OP_WRITE && (op == OP_TRIM || !cur.pblk)) {
+			at += n; /* trims are advisory; zeros over a hole are a hole */
+			continue;
+		}
+		wblk *b = &w[nw];
+		*b = (wblk){(unsigned)(lblk - lblk0), bo, n,
+		            op == OP_WRITE ? src + (at - off) : engine_zero_block,
+		            cur.pblk, cur.crc, 0, 0, 0, has_own ? own.pblk : 0, (uint8_t)has_own,
+		            (uint8_t)(cur.pblk != 0)};
+		if (has_own && own.pblk && sm_is_fresh(p, own.pblk))
+			b->dst = own.pblk; /* unshared and never committed: in place */
+		else if ((rc = sm_alloc(p, 0, &b->dst)) < 0)
+			break; /* write what was planned, then fail */
+		nw++;
+		at += n;
+	}
+	*pos = at;
+	if (nw == 0)
+		return rc;
+
+	int io_rc = write_planned(p, w, nw);
+
+	for (size_t k = 0; k < nw; k++) {
+		wblk *b = &w[k];
+		int in_place = b->dst == b->own && b->own;
+		kt_key key = {lblk0 + b->i, L};
+		if (!b->done) {
+			if (!in_place)
+				sm_unref(p, b->dst);
+			continue;
+		}
+		int prc = key_put(p, fid, key, (kt_val){b->dst, b->crc}, 0);
+		if (prc < 0) {
+			if (!in_place)
+				sm_unref(p, b->dst);
+			if (rc == 0)
+				rc = prc;
+			continue;
+		}
+		if (in_place)
+			continue;
+		r = vol_find(p, id);
+		if (b->own)
+			sm_unref(p, b->own);
+		else
+			r->written++;
+		if (!b->had_own)
+			r->nkeys++;
+		if (!b->was_mapped)
+			r->mapped++;
+		vol_mark(p, r);
+	}
+	return io_rc < 0 ? io_rc : rc;
+}
+
+/* ---- the collector ------------------------------------------------------------
+ *
+ * A key is garbage when no readable version (a volume's live version or a
+ * snapshot, not being deleted) resolves to it.  With the version tree
+ * numbered (Euler tour: the subtree of x is [pre(x), post(x)]), a key of
+ * version x at some lblk serves the readers in x's subtree minus the
+ * subtrees of the other keys of that lblk below x.  A pass walks a
+ * family's keys in order, a bounded batch per step, and removes the
+ * garbage; then versions left without keys, readers or children go, and
+ * versions without keys or readers but with children are spliced out.
+ * Deletes during a pass ask for another one.  Cost: the family's keys per
+ * pass (the version logs of docs/design/index-v3.md would make it the
+ * garbage's; not built yet).
+ */
+
+#define GC_BATCH 4096u                   /* keys looked at per step */
+
+typedef struct gkey {
+	kt_key k;
+	kt_val v;
+} gkey;
+
+typedef struct gbatch {
+	gkey *v;
+	size_t n, cap;
+	uint64_t stop_lblk;                  /* keys of lblk >= this were not taken */
+	int full;
+} gbatch;
+
+static int gather_cb(void *ctx, kt_key k, kt_val v)
+{
+	gbatch *b = ctx;
+	if (b->full && k.lblk != b->v[b->n - 1].k.lblk) {
+		b->stop_lblk = k.lblk;
+		return 1;
+	}
+	if (b->n == b->cap && array_grow(&b->v, &b->cap, sizeof(*b->v)) < 0)
+		return VMS_ENOMEM;
+	b->v[b->n++] = (gkey){k, v};
+	if (b->n >= GC_BATCH)
+		b->full = 1;
+	return 0;
+}
+
+static int is_reader(const vrec *r)
+{
+	return r && (r->kind == VMS_VOL_VOLUME || r->kind == VMS_VOL_SNAPSHOT) &&
+	       !(r->flags & VREC_DELETING);
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The family's readers' pre numbers, sorted (the tree numbered). */
+static int readers_of(vms_pool *p, kfam *f, uint32_t **out, size_t *nout)
+{
+	size_t n = vt_count(&f->vt), m = 0;
+	uint32_t *v = malloc((n + 1) * sizeof(*v));
+	if (!v)
+		return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+	int rc = vt_number(&f->vt);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const vt_node *x = &f->vt.v[i];
+		if (is_reader(vol_find(p, x->rec)))
+			v[m++] = x->pre;
+	}
+	qsort(v, m, sizeof(*v), u32_cmp);
+	*out = v;
+	*nout = m;
+	return 0;
+}
+
+/* Readers numbered in [lo, hi]. */
+static size_t count_in(const uint32_t *r, size_t n, uint32_t lo, uint32_t hi)
+{
+	size_t a = 0, b = n;
+	while (a < b) {
+		size_t m = (a + b) / 2;
+		if (r[m] < lo)
+			a = m + 1;
+		else
+			b = m;
+	}
+	size_t first = a;
+	b = n;
+	while (a < b) {
+		size_t m = (a + b) / 2;
+		if (r[m] <= hi)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return a - first;
+}
+
+typedef struct gnode {
+	uint32_t pre, post;
+	size_t served;                       /* readers in its subtree ... */
+	size_t below;                        /* ... of which nearer keys serve */
+	size_t key;                          /* index in the batch */
+} gnode;
+
+static int gnode_cmp(const void *a, const void *b)
+{
+	const gnode *x = a, *y = b;
+	return x->pre < y->pre ? -1 : x->pre > y->pre;
+}
+
+/* Mark garbage among the keys [s, e) of one lblk (garbage[i] = 1). */
+static int group_garbage(kfam *f, const uint32_t *rd, size_t nrd, const gkey *k, size_t s,
+                         size_t e, uint8_t *garbage, gnode *g, size_t *stack)
+{
+	size_t n = 0, top = 0;
+	for (size_t i = s; i < e; i++) {
+		const vt_node *x = vt_find(&f->vt, k[i].k.ver);
+		if (!x)
+			continue; /* an unknown version: kept (check reports it) */
+		g[n++] = (gnode){x->pre, x->post, count_in(rd, nrd, x->pre, x->post), 0, i};
+	}
+	qsort(g, n, sizeof(*g), gnode_cmp);
+	for (size_t i = 0; i < n; i++) {
+		while (top && g[stack[top - 1]].post < g[i].pre)
+			top--;
+		if (top)
+			g[stack[top - 1]].below += g[i].served;
+		stack[top++] = i;
+	}
+	for (size_t i = 0; i < n; i++)
+		garbage[g[i].key] = g[i].served <= g[i].below;
+	return 0;
+}
+
+/* After a pass: drop the versions that hold nothing and serve no one. */
+static int prune(vms_pool *p, kfam *f)
+{
+	int changed = 1, rc;
+	while (changed) {
+		changed = 0;
+		for (size_t i = vt_count(&f->vt); i-- > 0;) {
+			vt_node x = f->vt.v[i];
+			vrec *r = vol_find(p, x.rec);
+			if (is_reader(r) || (r && r->nkeys))
+				continue;
+			if (x.nchildren && !x.parent)
+				continue; /* a root that still has children: kept */
+			if (x.nchildren && (rc = vt_reparent_children(&f->vt, x.ver, x.parent)) < 0)
+				return rc;
+			if ((rc = vt_remove(&f->vt, x.ver)) < 0)
+				return rc;
+			if (r)
+				vol_remove(p, r);
+			changed = 1;
+		}
+	}
+	/* children moved up: records name their parent version */
+	for (size_t i = 0; i < vt_count(&f->vt); i++) {
+		vrec *r = vol_find(p, f->vt.v[i].rec);
+		if (r && r->parent_ver != f->vt.v[i].parent) {
+			r->parent_ver = f->vt.v[i].parent;
+			vol_mark(p, r);
+		}
+	}
+	if (vt_count(&f->vt) == 0) {
+		vrec *fr = vol_find(p, f->id);
+		if (fr && !fr->root)
+			vol_remove(p, fr);
+	}
+	return 0;
+}
+
+int k_reap_step(vms_pool *p, uint64_t *freed)
+{
+	kfam *f = NULL;
+	gbatch b = {0};
+	uint32_t *rd = NULL;
+	uint8_t *garbage = NULL;
+	gnode *g = NULL;
+	size_t nrd = 0, *stack = NULL;
+	int rc;
+	*freed = 0;
+	for (size_t i = 0; i < p->nfams && !f; i++)
+		if (p->fams[i]->gc_running || p->fams[i]->gc_wanted)
+			f = p->fams[i];
+	if (!f)
+		return 0;
+	if (!f->gc_running) {
+		f->gc_running = 1;
+		f->gc_wanted = 0;
+		f->gc_cursor = 0;
+	}
+	uint64_t fid = f->id;
+	if (!vol_find(p, fid)) { /* the family is gone */
+		f->gc_running = 0;
+		return 1;
+	}
+	rc = kt_walk(p, fid, (kt_key){f->gc_cursor, 0}, (kt_key){UINT64_MAX, UINT32_MAX}, gather_cb, &b);
+	if (rc < 0)
+		goto done;
+	int last = rc == 0; /* the walk reached the end */
+	if ((rc = readers_of(p, f, &rd, &nrd)) < 0)
+		goto done;
+	if (b.n && (!(garbage = calloc(b.n, 1)) || !(g = malloc(b.n * sizeof(*g))) ||
+	            !(stack = malloc(b.n * sizeof(*stack))))) {
+		rc = vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+		goto done;
+	}
+	for (size_t s = 0, e; s < b.n; s = e) {
+		for (e = s + 1; e < b.n && b.v[e].k.lblk == b.v[s].k.lblk; e++)
+			;
+		group_garbage(f, rd, nrd, b.v, s, e, garbage, g, stack);
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		if (!garbage[i])
+			continue;
+		if ((rc = key_del(p, fid, b.v[i].k)) < 0)
+			goto done;
+		if (rc == 0)
+			continue; /* gone meanwhile */
+		if (b.v[i].v.pblk)
+			*freed += (uint64_t)sm_unref(p, b.v[i].v.pblk);
+		const vt_node *x = vt_find(&f->vt, b.v[i].k.ver);
+		vrec *r = x ? vol_find(p, x->rec) : NULL;
+		if (r && r->nkeys) {
+			r->nkeys--;
+			vol_mark(p, r);
+		}
+	}
+	rc = 1;
+	if (!last) {
+		f->gc_cursor = b.stop_lblk;
+		goto done;
+	}
+	f->gc_running = 0;
+	if ((rc = prune(p, f)) == 0)
+		rc = 1;
+done:
+	free(b.v);
+	free(rd);
+	free(garbage);
+	free(g);
+	free(stack);
+	return rc;
+}
+
+/* ---- queries ----------------------------------------------------------------------
+ *
+ * Both scan a family's keys, a batch at a time under commit_lock (shared)
+ * and pool->lock, looking the volumes up again at every batch. */
+
+typedef struct kscan {
+	vms_pool *p;
+	vms_vol_id a, b;                     /* the volumes (b may be 0) */
+	uint64_t fam;                        /* the family scanned */
+	int (*group)(struct kscan *s, kfam *f, const gkey *k, size_t n);
+	uint64_t count;
+	uint64_t *lblks;                     /* diff: blocks that differ */
+	size_t nl, capl;
+	void *arg;                           /* the group function's own state */
+} kscan;
+
+static const vrec *readable(vms_pool *p, vms_vol_id id)
+{
+	const vrec *r = vol_find(p, id);
+	if (!r || (r->flags & (VREC_HIDDEN | VREC_DELETING))) {
+		vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)id);
+		return NULL;
+	}
+	return r;
+}
+
+static int scan_family(kscan *s)
+{
+	vms_pool *p = s->p;
+	uint64_t cursor = 0;
+	int rc = 0, more = 1;
+	while (rc == 0 && more) {
+		gbatch b = {0};
+		pthread_rwlock_rdlock(&p->commit_lock);
+		pthread_mutex_lock(&p->lock);
+		kfam *f = fam_get(p, s->fam);
+		if (!readable(p, s->a) || (s->b && !readable(p, s->b)))
+			rc = VMS_ENOTFOUND;
+		else if (!f)
+			rc = vms_error_set(VMS_EIO, "internal: family %llu missing", (unsigned long long)s->fam);
+		else
+			rc = kt_walk(p, s->fam, (kt_key){cursor, 0}, (kt_key){UINT64_MAX, UINT32_MAX},
+			             gather_cb, &b);
+		if (rc >= 0) {
+			more = rc == 1;
+			cursor = b.stop_lblk;
+			rc = 0;
+			for (size_t i = 0, e; rc == 0 && i < b.n; i = e) {
+				for (e = i + 1; e < b.n && b.v[e].k.lblk == b.v[i].k.lblk; e++)
+					;
+				rc = s->group(s, f, b.v + i, e - i);
+			}
+		}
+		pthread_mutex_unlock(&p->lock);
+		pthread_rwlock_unlock(&p->commit_lock);
+		free(b.v);
+	}
+	return rc;
+}
+
+/* unique bytes: keys that only volume a's version keeps */
+typedef struct uniq {
+	uint32_t *rd, *rd2;
+	size_t nrd, nrd2;
+	uint8_t *g1, *g2;
+	gnode *g;
+	size_t *stack, cap;
+} uniq;
+
+static int uniq_group(kscan *s, kfam *f, const gkey *k, size_t n)
+{
+	uniq *u = s->arg;
+	if (n > u->cap) {
+		size_t cap = n * 2;
+		uint8_t *g1 = realloc(u->g1, cap), *g2 = g1 ? realloc(u->g2, cap) : NULL;
+		if (g1)
+			u->g1 = g1;
+		if (g2)
+			u->g2 = g2;
+		gnode *g = g2 ? realloc(u->g, cap * sizeof(*g)) : NULL;
+		if (g)
+			u->g = g;
+		size_t *st = g ? realloc(u->stack, cap * sizeof(*st)) : NULL;
+		if (!st)
+			return vms_error_set(VMS_ENOMEM, "out of memory");
+		u->stack = st;
+		u->cap = cap;
+	}
+	memset(u->g1, 0, n);
+	memset(u->g2, 0, n);
+	group_garbage(f, u->rd, u->nrd, k, 0, n, u->g1, u->g, u->stack);
+	group_garbage(f, u->rd2, u->nrd2, k, 0, n, u->g2, u->g, u->stack);
+	for (size_t i = 0; i < n; i++)
+		if (!u->g1[i] && u->g2[i] && k[i].v.pblk)
+			s->count++;
+	return 0;
+}
+
+int k_unique_bytes(vms_pool *p, vms_vol_id vol, uint64_t *out)
+{
+	uniq u = {0};
+	kscan s = {p, vol, 0, 0, uniq_group, 0, NULL, 0, 0, &u};
+	int rc, deleting = 0;
+	pthread_mutex_lock(&p->lock);
+	const vrec *r = vol_find(p, vol);
+	kfam *f = r && !(r->flags & VREC_HIDDEN) ? fam_get(p, r->fam) : NULL;
+	if (!f) {
+		rc = vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)vol);
+	} else if ((rc = readers_of(p, f, &u.rd, &u.nrd)) == 0) {
+		deleting = !!(r->flags & VREC_DELETING);
+		/* the readers without vol (the numbers of one scan: a snapshot,
+		 * clone or delete meanwhile ends in a look at other numbers,
+		 * which the per-batch lookup of the volume then mostly catches) */
+		const vt_node *x = vt_find(&f->vt, r->ver);
+		s.fam = r->fam;
+		if (!(u.rd2 = malloc((u.nrd + 1) * sizeof(*u.rd2))))
+			rc = vms_error_set(VMS_ENOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < u.nrd; i++)
+			if (!x || u.rd[i] != x->pre)
+				u.rd2[u.nrd2++] = u.rd[i];
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (rc == 0 && !deleting)
+		rc = scan_family(&s);
+	if (rc == 0)
+		*out = s.count << p->bshift;
+	free(u.rd);
+	free(u.rd2);
+	free(u.g1);
+	free(u.g2);
+	free(u.g);
+	free(u.stack);
+	return rc;
+}
+
+/* diff: blocks whose keys differ between a and b */
+static int resolve_in(kfam *f, const gkey *k, size_t n, uint32_t v, uint64_t *pblk)
+{
+	for (size_t i = 0; i < n; i++)
+		if (k[i].k.ver >= v && (k[i].k.ver == v || vt_is_ancestor(&f->vt, k[i].k.ver, v))) {
+			*pblk = k[i].v.pblk;
+			return 1;
+		}
+	*pblk = 0;
+	return 0;
+}
+
+static int diff_group(kscan *s, kfam *f, const gkey *k, size_t n)
+{
+	vms_pool *p = s->p;
+	const vrec *a = vol_find(p, s->a), *b = vol_find(p, s->b);
+	uint64_t lblk = k[0].k.lblk, pa = 0, pb = 0;
+	uint32_t va = a->ver, vb = b->ver;
+	uint64_t fa = a->fam, fb = b->fam;
+	resolve_in(f, k, n, f->id == fa ? va : vb, f->id == fa ? &pa : &pb);
+	if (fa == fb) {
+		resolve_in(f, k, n, vb, &pb);
+	} else { /* the other family: a lookup (may drop pool->lock; k is ours) */
+		kt_val v = {0, 0};
+		int rc = k_find(p, f->id == fa ? fb : fa, f->id == fa ? vb : va,
+		                f->id == fa ? vb : va, lblk, &v);
+		if (rc < 0)
+			return rc;
+		*(f->id == fa ? &pb : &pa) = rc ? v.pblk : 0;
+	}
+	if (pa == pb)
+		return 0;
+	if (s->nl == s->capl && array_grow(&s->lblks, &s->capl, sizeof(*s->lblks)) < 0)
+		return VMS_ENOMEM;
+	s->lblks[s->nl++] = lblk;
+	return 0;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int k_diff(vms_pool *p, vms_vol_id from, vms_vol_id to, vms_extent_cb cb, void *ctx)
+{
+	kscan s = {p, from, to, 0, diff_group, 0, NULL, 0, 0, NULL};
+	uint64_t fams[2] = {0, 0}, size = 0;
+	int rc = 0;
+	pthread_mutex_lock(&p->lock);
+	const vrec *a = readable(p, from), *b = a ? readable(p, to) : NULL;
+	if (!a || !b) {
+		rc = VMS_ENOTFOUND;
+	} else {
+		fams[0] = a->fam;
+		fams[1] = b->fam != a->fam ? b->fam : 0;
+		size = a->size > b->size ? a->size : b->size;
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; rc == 0 && i < 2 && fams[i]; i++) {
+		s.fam = fams[i];
+		rc = scan_family(&s);
+	}
+	if (rc == 0 && s.nl)
+		qsort(s.lblks, s.nl, sizeof(*s.lblks), u64_cmp);
+	uint64_t limit = (size + p->bs - 1) >> p->bshift;
+	for (size_t i = 0, e; rc == 0 && i < s.nl; i = e) {
+		for (e = i + 1; e < s.nl && s.lblks[e] <= s.lblks[e - 1] + 1; e++)
+			;
+		uint64_t lo = s.lblks[i], hi = s.lblks[e - 1] + 1;
+		if (lo >= limit)
+			break;
+		if (hi > limit)
+			hi = limit;
+		uint64_t o = lo << p->bshift, l = (hi - lo) << p->bshift;
+		if (o + l > size)
+			l = size - o;
+		rc = cb(ctx, o, l, 1);
+	}
+	free(s.lblks);
+	return rc;
+}
