@@ -286,6 +286,8 @@ static int node_read_as(vms_pool *p, node *n, uint64_t blk, uint32_t crc, int le
 		return rc;
 	if (type == NT_KEYS && (rc = kt_node_verify(p, n->data, blk, level)) < 0)
 		return rc;
+	if (type == NT_LOG && (rc = klog_verify(p, n->data, blk)) < 0)
+		return rc;
 	for (unsigned i = 0; type == NT_INDEX && i < p->fanout; i++) {
 		uint64_t c = ent_blk(n, i);
 		if ((c != 0 && (c < 2 || c >= p->total_blocks)) || ent_flags(n, i) != 0)
@@ -332,4 +334,9 @@ int node_load_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level)
 int node_load_keys_unlocked(vms_pool *p, uint64_t blk, uint32_t crc, int level)
 {
 	return load_unlocked(p, blk, crc, level, NT_KEYS);
+}
+
+int node_load_log_unlocked(vms_pool *p, uint64_t blk, uint32_t crc)
+{
+	return load_unlocked(p, blk, crc, 0, NT_LOG);
 }

@@ -198,11 +198,67 @@ static void check_tree(ck *c, uint64_t blk, uint32_t crc, int level, uint64_t ba
 
 /* ---- key trees (format 3) ---------------------------------------------------- */
 
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 typedef struct kck {
 	ck *c;
 	kfam *f;
 	uint64_t *nkeys;                 /* per version (index in f->vt.v) */
+	uint64_t nlogkeys;
+	uint64_t *logged, *keyed;        /* (version << 40 | lblk) of log entries, of data keys */
+	size_t nlogged, caplogged, nkeyed, capkeyed;
+	int oom;
 } kck;
+
+static void kck_push(kck *k, uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+	if (*n == *cap && array_grow(v, cap, sizeof(**v)) < 0) {
+		k->oom = 1;
+		return;
+	}
+	(*v)[(*n)++] = x;
+}
+
+/* A log node: read and verified; its entries remembered. */
+static void kck_log(kck *k, kt_key key, kt_val v)
+{
+	ck *c = k->c;
+	uint32_t ver = (uint32_t)(key.lblk - LOG_BASE);
+	const vt_node *x = vt_find(&k->f->vt, ver);
+	const vrec *r = x ? vol_find(c->p, x->rec) : NULL;
+	k->nlogkeys++;
+	if (!r || key.ver >= r->log_seq) {
+		bad(c, "family %llu: log node %u of version %u, which has no such log",
+		    (unsigned long long)k->f->id, key.ver, ver);
+		return;
+	}
+	if (count(c, v.pblk, "log") != 1)
+		return;
+	c->meta++;
+	uint8_t *buf = c->bufs[0];
+	uint64_t fam;
+	uint32_t nver, seq;
+	unsigned n;
+	if (read_meta(c, buf, v.pblk, v.crc, NT_LOG, 0, "log") < 0)
+		return;
+	if (klog_verify(c->p, buf, v.pblk) < 0) {
+		bad(c, "%s", vms_error_last());
+		return;
+	}
+	klog_node_info(buf, &fam, &nver, &seq, &n);
+	if (fam != k->f->id || nver != ver || seq != key.ver) {
+		bad(c, "log node %llu: names family %llu version %u node %u, its key another",
+		    (unsigned long long)v.pblk, (unsigned long long)fam, nver, seq);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		kck_push(k, &k->logged, &k->nlogged, &k->caplogged,
+		         (uint64_t)ver << 40 | klog_entry(buf, i));
+}
 
 static int kck_node(void *ctx, uint64_t blk)
 {
@@ -216,6 +272,11 @@ static int kck_key(void *ctx, kt_key key, kt_val v)
 {
 	kck *k = ctx;
 	ck *c = k->c;
+	if (key.lblk >= LOG_BASE) {
+		kck_log(k, key, v);
+		return 0;
+	}
+	kck_push(k, &k->keyed, &k->nkeyed, &k->capkeyed, (uint64_t)key.ver << 40 | key.lblk);
 	const vt_node *x = vt_find(&k->f->vt, key.ver);
 	if (!x) {
 		bad(c, "family %llu: key of block %llu names version %u, which does not exist",
@@ -241,7 +302,7 @@ static int kck_key(void *ctx, kt_key key, kt_val v)
 static void check_family(ck *c, const vrec *fr)
 {
 	vms_pool *p = c->p;
-	kck k = {c, fam_get(p, fr->id), NULL};
+	kck k = {.c = c, .f = fam_get(p, fr->id)};
 	if (!k.f) {
 		bad(c, "family %llu: not loaded", (unsigned long long)fr->id);
 		return;
@@ -267,11 +328,26 @@ static void check_family(ck *c, const vrec *fr)
 				    (unsigned long long)r->id, (unsigned long long)k.nkeys[i],
 				    (unsigned long long)r->nkeys);
 		}
-		if (total != fr->nkeys)
+		if (total + k.nlogkeys != fr->nkeys)
 			bad(c, "family %llu: %llu keys, its record says %llu", (unsigned long long)fr->id,
-			    (unsigned long long)total, (unsigned long long)fr->nkeys);
+			    (unsigned long long)(total + k.nlogkeys), (unsigned long long)fr->nkeys);
+		if (k.oom)
+			bad(c, "out of memory for the check of family %llu's logs",
+			    (unsigned long long)fr->id);
+		/* every key is in its version's log (the collector finds it there) */
+		qsort(k.logged, k.nlogged, sizeof(*k.logged), u64_cmp);
+		for (size_t i = 0; !k.oom && i < k.nkeyed; i++)
+			if (!bsearch(&k.keyed[i], k.logged, k.nlogged, sizeof(*k.logged), u64_cmp)) {
+				bad(c, "family %llu: the key of block %llu of version %u is in no log",
+				    (unsigned long long)fr->id,
+				    (unsigned long long)(k.keyed[i] & ((1ull << 40) - 1)),
+				    (unsigned)(k.keyed[i] >> 40));
+				break;
+			}
 	}
 	free(k.nkeys);
+	free(k.logged);
+	free(k.keyed);
 }
 
 static void check_records(ck *c)

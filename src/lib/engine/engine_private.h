@@ -63,10 +63,14 @@
 #define NT_VTAB         3u             /* volume-table page: 128-byte records */
 #define NT_VINT         4u             /* interior node of a page array */
 #define NT_KEYS         5u             /* key-tree node of a format 3 pool (keys.h) */
+#define NT_LOG          6u             /* version-log node of a format 3 pool (klog.c) */
 
 #define VREC_SIZE       128u
 #define VREC_DELETING   1u
 #define VREC_HIDDEN     2u             /* internal: old tree of a rollback */
+#define VREC_MERGING    4u             /* format 3: this version's keys are moving into its
+                                        * parent's or only child's (klog.c) ... */
+#define VREC_MERGE_DST  8u             /* ... this one's */
 /* Record kinds of format 3 pools besides VMS_VOL_VOLUME / VMS_VOL_SNAPSHOT,
  * never listed (keys.h, docs/design/index-v3.md): */
 #define VREC_FAMILY     16u            /* a family: its key tree (root, depth) */
@@ -152,6 +156,7 @@ typedef struct vrec {
 	                                  * record, ver = the next version id to hand out
 	                                  * (ids decrease) */
 	uint64_t nkeys;                  /* keys held: by the version, or in the family */
+	uint32_t log_seq;                /* log nodes handed out to the version (klog.c) */
 } vrec;
 
 typedef struct vindex {                  /* id -> slot, sorted by id */
@@ -184,6 +189,7 @@ struct vms_pool {
 	uint32_t format_version;         /* of the record opened (holes need 2); SB_VERSION once written */
 	int keys;                        /* versioned-key index (format 3): keys.h, keyvol.c */
 	struct kfam **fams;              /* format 3: the families, sorted by id */
+	int gc_exclusive;                /* the collector's step holds commit_lock exclusively */
 	size_t nfams, fams_cap;
 
 	/* commit state */
@@ -359,5 +365,7 @@ void pool_set_readonly(vms_pool *p, int rc, const char *what);
 /* reaper.c */
 void *reaper_main(void *arg);
 int reaper_step(vms_pool *p, uint64_t *freed);
+#define KREAP_EXCLUSIVE 2            /* reaper_step: do this step again with commit_lock
+                                      * held exclusively (pool->gc_exclusive) */
 
 #endif

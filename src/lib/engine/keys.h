@@ -174,9 +174,9 @@ int vt_check(const vtree *t);
 typedef struct kfam {
 	uint64_t id;                     /* the family record's id */
 	vtree vt;
-	int gc_wanted;                   /* a delete or rollback left garbage keys */
-	int gc_running;
-	uint64_t gc_cursor;              /* next lblk the collector looks at */
+	int gc_wanted;                   /* the collector may have work here */
+	int log_busy;                    /* a log operation runs (it may drop pool->lock) */
+	unsigned log_waiters;            /* threads waiting for it (on pool->claim_cv) */
 } kfam;
 
 /* Families live until the pool closes (a reader may hold one across a
@@ -199,7 +199,22 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
                    uint64_t *pos, uint64_t end, uint64_t hi, wblk *w);
 int k_unique_bytes(vms_pool *p, vms_vol_id vol, uint64_t *out);
 int k_diff(vms_pool *p, vms_vol_id from, vms_vol_id to, vms_extent_cb cb, void *ctx);
-/* The collector: one bounded step (reaper.c's reaper_step for format 3). */
+/* ---- version logs and the collector (klog.c) ----------------------------- */
+
+/* Keys at lblk >= LOG_BASE are not data: (LOG_BASE + version, seq) ->
+ * the version's log node number seq. */
+#define LOG_BASE (1ull << 39)
+
+/* Append lblk to version ver's log (before inserting its key). */
+int klog_append(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk);
+/* At a commit's close, before the key trees are finished. */
+int klog_close(vms_pool *p);
+int klog_verify(const vms_pool *p, const uint8_t *data, uint64_t blk);
+void klog_node_info(const uint8_t *data, uint64_t *fam, uint32_t *ver, uint32_t *seq, unsigned *n);
+uint64_t klog_entry(const uint8_t *data, unsigned i);
+int node_load_log_unlocked(vms_pool *p, uint64_t blk, uint32_t crc);
+/* The collector: one bounded step (reaper.c's reaper_step for format 3);
+ * KREAP_EXCLUSIVE: again with commit_lock exclusive. */
 int k_reap_step(vms_pool *p, uint64_t *freed);
 
 #endif

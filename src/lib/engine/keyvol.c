@@ -132,8 +132,7 @@ int fams_load(vms_pool *p)
 		}
 		if ((rc = fam_set_rec(f, r->ver, r->id)) < 0)
 			goto done;
-		if (r->flags & VREC_DELETING)
-			f->gc_wanted = 1;
+		f->gc_wanted = 1; /* the collector takes a look after open */
 	}
 done:
 	free(v);
@@ -226,6 +225,7 @@ static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
 	in->parent_ver = r->parent_ver;
 	in->size = r->size;
 	in->nkeys = r->nkeys;
+	in->log_seq = r->log_seq;
 	in->mapped = r->mapped;
 	in->written = r->written;
 	in->origin = r->id;
@@ -234,9 +234,12 @@ static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
 	r->parent_ver = r->ver;
 	r->ver = lver;
 	r->nkeys = 0;
+	r->log_seq = 0;
 	r->written = 0;
 	vol_mark(p, r);
 	vol_mark(p, in);
+	f->gc_wanted = 1; /* the frozen version's parent may merge with it now */
+	pool_kick(p);
 	return 0;
 }
 
@@ -326,6 +329,7 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	h->parent_ver = r->parent_ver;
 	h->size = r->size;
 	h->nkeys = r->nkeys;
+	h->log_seq = r->log_seq;
 	h->origin = vol;
 	p->ndeleting++;
 	fam_set_rec(fam_get(p, ofam), r->ver, h->id);
@@ -337,6 +341,7 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	r->mapped = s->mapped;
 	r->written = 0;
 	r->nkeys = 0;
+	r->log_seq = 0;
 	vol_mark(p, r);
 	vol_mark(p, h);
 	fam_dirty(p, ofam);
@@ -425,6 +430,8 @@ static int unmap(vms_pool *p, vms_vol_id id, uint64_t fid, uint32_t L, uint64_t 
 	int anc_data = has_anc && anc.pblk;
 	if (!has_own && !anc_data)
 		return 0; /* a hole already */
+	if (anc_data && !has_own && (rc = klog_append(p, fid, L, lblk)) < 0)
+		return rc;
 	if (anc_data)
 		rc = key_put(p, fid, (kt_key){lblk, L}, (kt_val){0, 0}, 1);
 	else
@@ -517,7 +524,9 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 				sm_unref(p, b->dst);
 			continue;
 		}
-		int prc = key_put(p, fid, key, (kt_val){b->dst, b->crc}, 0);
+		int prc = b->had_own ? 0 : klog_append(p, fid, L, key.lblk);
+		if (prc == 0)
+			prc = key_put(p, fid, key, (kt_val){b->dst, b->crc}, 0);
 		if (prc < 0) {
 			if (!in_place)
 				sm_unref(p, b->dst);
@@ -541,22 +550,18 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 	return io_rc < 0 ? io_rc : rc;
 }
 
-/* ---- the collector ------------------------------------------------------------
+/* ---- which keys serve whom ---------------------------------------------------
  *
- * A key is garbage when no readable version (a volume's live version or a
- * snapshot, not being deleted) resolves to it.  With the version tree
+ * A key serves the readable versions (a volume's live version, a
+ * snapshot; not being deleted) that resolve to it.  With the version tree
  * numbered (Euler tour: the subtree of x is [pre(x), post(x)]), a key of
  * version x at some lblk serves the readers in x's subtree minus the
- * subtrees of the other keys of that lblk below x.  A pass walks a
- * family's keys in order, a bounded batch per step, and removes the
- * garbage; then versions left without keys, readers or children go, and
- * versions without keys or readers but with children are spliced out.
- * Deletes during a pass ask for another one.  Cost: the family's keys per
- * pass (the version logs of docs/design/index-v3.md would make it the
- * garbage's; not built yet).
+ * subtrees of the other keys of that lblk below x.  The queries below
+ * (unique bytes) count with it; the collector (klog.c) needs it only in
+ * the simple forms of its cases.
  */
 
-#define GC_BATCH 4096u                   /* keys looked at per step */
+#define GC_BATCH 4096u                   /* keys looked at per hold of the locks */
 
 typedef struct gkey {
 	kt_key k;
@@ -680,118 +685,6 @@ static int group_garbage(kfam *f, const uint32_t *rd, size_t nrd, const gkey *k,
 	return 0;
 }
 
-/* After a pass: drop the versions that hold nothing and serve no one. */
-static int prune(vms_pool *p, kfam *f)
-{
-	int changed = 1, rc;
-	while (changed) {
-		changed = 0;
-		for (size_t i = vt_count(&f->vt); i-- > 0;) {
-			vt_node x = f->vt.v[i];
-			vrec *r = vol_find(p, x.rec);
-			if (is_reader(r) || (r && r->nkeys))
-				continue;
-			if (x.nchildren && !x.parent)
-				continue; /* a root that still has children: kept */
-			if (x.nchildren && (rc = vt_reparent_children(&f->vt, x.ver, x.parent)) < 0)
-				return rc;
-			if ((rc = vt_remove(&f->vt, x.ver)) < 0)
-				return rc;
-			if (r)
-				vol_remove(p, r);
-			changed = 1;
-		}
-	}
-	/* children moved up: records name their parent version */
-	for (size_t i = 0; i < vt_count(&f->vt); i++) {
-		vrec *r = vol_find(p, f->vt.v[i].rec);
-		if (r && r->parent_ver != f->vt.v[i].parent) {
-			r->parent_ver = f->vt.v[i].parent;
-			vol_mark(p, r);
-		}
-	}
-	if (vt_count(&f->vt) == 0) {
-		vrec *fr = vol_find(p, f->id);
-		if (fr && !fr->root)
-			vol_remove(p, fr);
-	}
-	return 0;
-}
-
-int k_reap_step(vms_pool *p, uint64_t *freed)
-{
-	kfam *f = NULL;
-	gbatch b = {0};
-	uint32_t *rd = NULL;
-	uint8_t *garbage = NULL;
-	gnode *g = NULL;
-	size_t nrd = 0, *stack = NULL;
-	int rc;
-	*freed = 0;
-	for (size_t i = 0; i < p->nfams && !f; i++)
-		if (p->fams[i]->gc_running || p->fams[i]->gc_wanted)
-			f = p->fams[i];
-	if (!f)
-		return 0;
-	if (!f->gc_running) {
-		f->gc_running = 1;
-		f->gc_wanted = 0;
-		f->gc_cursor = 0;
-	}
-	uint64_t fid = f->id;
-	if (!vol_find(p, fid)) { /* the family is gone */
-		f->gc_running = 0;
-		return 1;
-	}
-	rc = kt_walk(p, fid, (kt_key){f->gc_cursor, 0}, (kt_key){UINT64_MAX, UINT32_MAX}, gather_cb, &b);
-	if (rc < 0)
-		goto done;
-	int last = rc == 0; /* the walk reached the end */
-	if ((rc = readers_of(p, f, &rd, &nrd)) < 0)
-		goto done;
-	if (b.n && (!(garbage = calloc(b.n, 1)) || !(g = malloc(b.n * sizeof(*g))) ||
-	            !(stack = malloc(b.n * sizeof(*stack))))) {
-		rc = vms_error_set(VMS_ENOMEM, "out of memory for the collector");
-		goto done;
-	}
-	for (size_t s = 0, e; s < b.n; s = e) {
-		for (e = s + 1; e < b.n && b.v[e].k.lblk == b.v[s].k.lblk; e++)
-			;
-		group_garbage(f, rd, nrd, b.v, s, e, garbage, g, stack);
-	}
-	for (size_t i = 0; i < b.n; i++) {
-		if (!garbage[i])
-			continue;
-		if ((rc = key_del(p, fid, b.v[i].k)) < 0)
-			goto done;
-		if (rc == 0)
-			continue; /* gone meanwhile */
-		if (b.v[i].v.pblk)
-			*freed += (uint64_t)sm_unref(p, b.v[i].v.pblk);
-		const vt_node *x = vt_find(&f->vt, b.v[i].k.ver);
-		vrec *r = x ? vol_find(p, x->rec) : NULL;
-		if (r && r->nkeys) {
-			r->nkeys--;
-			vol_mark(p, r);
-		}
-	}
-	rc = 1;
-	if (!last) {
-		f->gc_cursor = b.stop_lblk;
-		goto done;
-	}
-	f->gc_running = 0;
-	if ((rc = prune(p, f)) == 0)
-		rc = 1;
-done:
-	free(b.v);
-	free(rd);
-	free(garbage);
-	free(g);
-	free(stack);
-	return rc;
-}
-
 /* ---- queries ----------------------------------------------------------------------
  *
  * Both scan a family's keys, a batch at a time under commit_lock (shared)
@@ -833,8 +726,7 @@ static int scan_family(kscan *s)
 		else if (!f)
 			rc = vms_error_set(VMS_EIO, "internal: family %llu missing", (unsigned long long)s->fam);
 		else
-			rc = kt_walk(p, s->fam, (kt_key){cursor, 0}, (kt_key){UINT64_MAX, UINT32_MAX},
-			             gather_cb, &b);
+			rc = kt_walk(p, s->fam, (kt_key){cursor, 0}, (kt_key){LOG_BASE, 0}, gather_cb, &b);
 		if (rc >= 0) {
 			more = rc == 1;
 			cursor = b.stop_lblk;

@@ -273,7 +273,8 @@ static int commit_close(vms_pool *p)
 	if (!p->dirty && !p->defer_now.n && !p->defer_cur.n && !p->defer_prev.n)
 		return 1;
 	p->cw_n = 0;
-	if ((rc = close_dirty_nodes(p)) < 0 || (rc = parrays_close(p)) < 0) {
+	if ((p->keys && (rc = klog_close(p)) < 0) || (rc = close_dirty_nodes(p)) < 0 ||
+	    (rc = parrays_close(p)) < 0) {
 		pool_set_readonly(p, rc, "commit failed");
 		return vms_error_wrap(rc, "commit of txg %llu", (unsigned long long)p->txg);
 	}
@@ -571,7 +572,8 @@ static int smap_page_load(vms_pool *p, uint64_t j, const uint8_t *payload)
 static int vrec_valid(const vms_pool *p, const vrec *r)
 {
 	if ((r->root && (r->root < 2 || r->root >= p->total_blocks)) || r->id >= p->next_id ||
-	    (r->flags & ~(VREC_DELETING | VREC_HIDDEN)) || r->depth > MAX_DEPTH)
+	    (r->flags & ~(VREC_DELETING | VREC_HIDDEN | VREC_MERGING | VREC_MERGE_DST)) || r->depth > MAX_DEPTH ||
+	    ((r->flags & (VREC_MERGING | VREC_MERGE_DST)) && !p->keys))
 		return 0;
 	if (r->kind == VREC_FAMILY)
 		return p->keys && r->fam == 0 && r->size == 0 && (r->root == 0) == (r->depth == 0) &&
@@ -586,7 +588,7 @@ static int vrec_valid(const vms_pool *p, const vrec *r)
 		       (r->parent_ver == 0 || r->parent_ver > r->ver) &&
 		       (r->kind != VREC_INTERIOR || (r->flags & VREC_HIDDEN));
 	return r->depth >= 1 && r->depth >= depth_for_size(p, r->size) && r->fam == 0 &&
-	       r->ver == 0 && r->parent_ver == 0 && r->nkeys == 0;
+	       r->ver == 0 && r->parent_ver == 0 && r->nkeys == 0 && r->log_seq == 0;
 }
 
 static int vtab_page_load(vms_pool *p, uint64_t j, const uint8_t *payload)
@@ -862,6 +864,8 @@ int vms_pool_stats_get(vms_pool_stats *out, vms_pool *p)
 	out->cache_misses = p->cache.misses;
 	out->readonly = p->readonly;
 	out->data_checksums = p->data_checksums;
+	out->format_version = p->format_version;
+	out->index = p->keys ? VMS_INDEX_KEYS : VMS_INDEX_RADIX;
 	for (uint32_t l = 0; l <= p->smap.depth; l++)
 		for (uint64_t j = 0; j < p->smap.n[l]; j++)
 			out->smap_blocks += p->smap.blk[l][j] != 0; /* holes: all-free pages */

@@ -152,6 +152,17 @@ void *reaper_main(void *arg)
 		rc = p->readonly ? 0 : reaper_step(p, &freed);
 		pthread_mutex_unlock(&p->lock);
 		pthread_rwlock_unlock(&p->commit_lock);
+		if (rc == KREAP_EXCLUSIVE) { /* a step that must not overlap any I/O */
+			pthread_rwlock_wrlock(&p->commit_lock);
+			pthread_mutex_lock(&p->lock);
+			p->gc_exclusive = 1;
+			rc = p->readonly ? 0 : reaper_step(p, &freed);
+			p->gc_exclusive = 0;
+			pthread_mutex_unlock(&p->lock);
+			pthread_rwlock_unlock(&p->commit_lock);
+			if (rc == KREAP_EXCLUSIVE)
+				rc = vms_error_set(VMS_EIO, "internal: collector step wants exclusivity twice");
+		}
 
 		/* Background commits only when the pool has periodic commits:
 		 * with commit_interval_ms = UINT32_MAX every commit is asked for

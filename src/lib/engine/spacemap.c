@@ -557,6 +557,7 @@ void vrec_encode(const vrec *r, uint8_t *o)
 	put32(o + 88, r->ver);
 	put32(o + 92, r->parent_ver);
 	put64(o + 96, r->nkeys);
+	put32(o + 104, r->log_seq);
 }
 
 void vrec_decode(vrec *r, const uint8_t *i)
@@ -578,6 +579,7 @@ void vrec_decode(vrec *r, const uint8_t *i)
 	r->ver = get32(i + 88);
 	r->parent_ver = get32(i + 92);
 	r->nkeys = get64(i + 96);
+	r->log_seq = get32(i + 104);
 }
 
 /* Drop the array's nodes past npages (freeing their blocks), lowering the

@@ -1,0 +1,609 @@
+/*
+ * klog.c - version logs and the collector of format 3 pools
+ * (docs/design/index-v3.md, "Version logs" and "Delete").
+ *
+ * Every version keeps a log of the logical blocks it inserted keys for,
+ * so that deleting or merging it visits its own keys only: cost
+ * proportional to what it wrote, never to the disk or the family.  A log
+ * is a sequence of NT_LOG nodes (u40 lblks, in write order; an entry is a
+ * hint: its key may be gone since) found in the family's key tree under
+ * the reserved keys (LOG_BASE + version, seq) -> (node, crc), so logs are
+ * copy-on-write, checksummed and committed with the keys they describe.
+ * A log node is appended to in place while it is dirty; its key gets the
+ * node's checksum at the commit's close (klog_close), before the key
+ * tree's nodes are finished.
+ *
+ * The collector (k_reap_step) looks for one piece of work in a family's
+ * version tree, does a bounded part of it and returns:
+ *   - a version nothing reads through (not a live volume or snapshot)
+ *     with no children: every key of it is garbage; its log gives them;
+ *     then its log nodes and the version go;
+ *   - such a version P with one child C that is not a live volume: P and
+ *     C merge.  The version with fewer keys moves its keys into the other
+ *     (a key at the same lblk on both sides: P's is garbage).  The
+ *     direction is kept in the source's record (VREC_MERGING) so a crash
+ *     resumes it; every step of it is idempotent;
+ *   - such a version with no keys and one live child: spliced out;
+ *   - a deleted record that must stay (it has children): it becomes a
+ *     hidden interior.
+ * The logs themselves are the cursor: a log node is dropped (or moved)
+ * once its entries are done, so a step after a crash starts where the
+ * last commit left off.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_private.h"
+#include "engine/keys.h"
+
+#define LOG_HDR  40u                     /* node header + count, seq, ver, 0, fam */
+#define LOG_ENT  5u                      /* u40 lblk */
+
+static inline uint64_t get40(const uint8_t *b) { return get32(b) | (uint64_t)b[4] << 32; }
+static inline void put40(uint8_t *b, uint64_t v) { put32(b, (uint32_t)v); b[4] = (uint8_t)(v >> 32); }
+
+static unsigned log_cap(const vms_pool *p) { return (p->bs - LOG_HDR) / LOG_ENT; }
+static unsigned lcount(const uint8_t *d) { return get32(d + 16); }
+static kt_key log_key(uint32_t ver, uint32_t seq) { return (kt_key){LOG_BASE + ver, seq}; }
+
+int klog_verify(const vms_pool *p, const uint8_t *d, uint64_t blk)
+{
+	if (lcount(d) > log_cap(p) || get32(d + 24) == 0 || get32(d + 28) != 0 || get64(d + 32) == 0)
+		return vms_error_set(VMS_ECORRUPT, "log node %llu: bad header", (unsigned long long)blk);
+	for (size_t i = LOG_HDR + (size_t)LOG_ENT * lcount(d); i < p->bs; i++)
+		if (d[i])
+			return vms_error_set(VMS_ECORRUPT, "log node %llu: bytes past its entries",
+			                     (unsigned long long)blk);
+	return 0;
+}
+
+void klog_node_info(const uint8_t *d, uint64_t *fam, uint32_t *ver, uint32_t *seq, unsigned *n)
+{
+	*fam = get64(d + 32);
+	*ver = get32(d + 24);
+	*seq = get32(d + 20);
+	*n = lcount(d);
+}
+
+uint64_t klog_entry(const uint8_t *d, unsigned i)
+{
+	return get40(d + LOG_HDR + (size_t)LOG_ENT * i);
+}
+
+/* The record holding version ver of family f. */
+static vrec *ver_rec(vms_pool *p, kfam *f, uint32_t ver)
+{
+	const vt_node *x = vt_find(&f->vt, ver);
+	return x ? vol_find(p, x->rec) : NULL;
+}
+
+static int no_rec(kfam *f, uint32_t ver)
+{
+	return vms_error_set(VMS_EIO, "internal: family %llu: version %u has no record",
+	                     (unsigned long long)f->id, ver);
+}
+
+/* Log operations of one family are serialized (they drop pool->lock). */
+static void log_lock(vms_pool *p, kfam *f)
+{
+	while (f->log_busy) {
+		f->log_waiters++;
+		pthread_cond_wait(&p->claim_cv, &p->lock);
+		f->log_waiters--;
+	}
+	f->log_busy = 1;
+}
+
+static void log_unlock(vms_pool *p, kfam *f)
+{
+	f->log_busy = 0;
+	if (f->log_waiters)
+		pthread_cond_broadcast(&p->claim_cv);
+}
+
+/* The cached log node (ver, seq): 1 (*out), 0 no such node.  May drop
+ * pool->lock to load it. */
+static int log_get(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t seq, node **out)
+{
+	for (;;) {
+		kt_val v = {0, 0};
+		int rc = kt_get(p, fid, log_key(ver, seq), &v);
+		if (rc <= 0)
+			return rc;
+		node *n = cache_get(p, v.pblk);
+		if (n) {
+			*out = n;
+			return 1;
+		}
+		if ((rc = node_load_log_unlocked(p, v.pblk, v.crc)) < 0)
+			return rc;
+	}
+}
+
+/* A new dirty log node for (ver, seq) of family fid, a copy of `from` when
+ * not NULL, its key pointing at it.  The old node (from) is freed. */
+static int log_node_new(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t seq, const node *from,
+                        int use_reserve, node **out)
+{
+	uint64_t nb = 0, old = from ? from->blk : 0;
+	int rc = sm_alloc_meta(p, use_reserve, &nb);
+	if (rc < 0)
+		return rc;
+	node *n = cache_new_dirty(p, nb, 0);
+	if (!n) {
+		sm_unref_meta(p, nb);
+		return vms_error_set(VMS_ENOMEM, "out of memory for a log node");
+	}
+	if (from)
+		memcpy(n->data + NODE_HDR, from->data + NODE_HDR, p->bs - NODE_HDR);
+	n->data[4] = NT_LOG; /* cache_new_dirty writes a volume-tree header */
+	put32(n->data + 20, seq);
+	put32(n->data + 24, ver);
+	put64(n->data + 32, fid);
+	kt_key k = log_key(ver, seq);
+	if ((rc = kt_prepare(p, fid, k)) < 0 ||
+	    (rc = kt_put(p, fid, k, (kt_val){nb, 0}, use_reserve, NULL)) < 0) {
+		sm_unref_meta(p, nb);
+		return rc;
+	}
+	if (old)
+		sm_unref_meta(p, old);
+	*out = cache_find(p, nb); /* dirty: never evicted */
+	return 0;
+}
+
+static int append_locked(vms_pool *p, kfam *f, uint32_t ver, uint64_t lblk)
+{
+	vrec *r = ver_rec(p, f, ver);
+	node *t = NULL;
+	int rc;
+	if (!r)
+		return no_rec(f, ver);
+	uint32_t seq = r->log_seq;
+	if (seq) {
+		if ((rc = log_get(p, f->id, ver, seq - 1, &t)) < 0)
+			return rc;
+		if (rc == 0)
+			return vms_error_set(VMS_ECORRUPT, "family %llu: log node %u of version %u missing",
+			                     (unsigned long long)f->id, seq - 1, ver);
+	}
+	if (!t || lcount(t->data) == log_cap(p)) { /* a new node */
+		if ((rc = log_node_new(p, f->id, ver, seq, NULL, 0, &t)) < 0)
+			return rc;
+		if (!(r = ver_rec(p, f, ver)))
+			return no_rec(f, ver);
+		r->log_seq = seq + 1;
+		vol_mark(p, r);
+	} else if (!t->dirty && (rc = log_node_new(p, f->id, ver, seq - 1, t, 0, &t)) < 0) {
+		return rc; /* committed: copied first */
+	}
+	unsigned n = lcount(t->data);
+	put40(t->data + LOG_HDR + (size_t)LOG_ENT * n, lblk);
+	put32(t->data + 16, n + 1);
+	return 0;
+}
+
+int klog_append(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk)
+{
+	kfam *f = fam_get(p, fid);
+	if (!f)
+		return vms_error_set(VMS_EIO, "internal: family %llu missing", (unsigned long long)fid);
+	log_lock(p, f);
+	int rc = append_locked(p, f, ver, lblk);
+	log_unlock(p, f);
+	return rc;
+}
+
+/* Commit close (commit_lock exclusive, pool->lock): give every dirty log
+ * node's key the node's checksum as the close will write it. */
+int klog_close(vms_pool *p)
+{
+	node *s = &p->cache.dirty[0];
+	for (node *n = s->next; n != s; n = n->next) {
+		if (n->data[4] != NT_LOG)
+			continue;
+		uint64_t fid;
+		uint32_t ver, seq;
+		unsigned cnt;
+		klog_node_info(n->data, &fid, &ver, &seq, &cnt);
+		put64(n->data + 8, p->txg);
+		uint32_t crc = vms_crc32c(0, n->data, p->bs);
+		kt_key k = log_key(ver, seq);
+		int rc = kt_prepare(p, fid, k);
+		if (rc == 0)
+			rc = kt_put(p, fid, k, (kt_val){n->blk, crc}, 1, NULL);
+		if (rc < 0)
+			return vms_error_wrap(rc, "closing the log of version %u", ver);
+	}
+	return 0;
+}
+
+/* The first log node left of version ver: 1 (*seq, *n), 0 none. */
+typedef struct first {
+	int found;
+	uint32_t seq;
+} first;
+
+static int first_cb(void *ctx, kt_key k, kt_val v)
+{
+	(void)v;
+	first *x = ctx;
+	x->found = 1;
+	x->seq = k.ver;
+	return 1;
+}
+
+static int log_first(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t *seq, node **n)
+{
+	for (;;) {
+		first x = {0, 0};
+		int rc = kt_walk(p, fid, log_key(ver, 0), log_key(ver + 1, 0), first_cb, &x);
+		if (rc < 0)
+			return rc;
+		if (!x.found)
+			return 0;
+		if ((rc = log_get(p, fid, ver, x.seq, n)) != 0) {
+			*seq = x.seq;
+			return rc;
+		}
+	}
+}
+
+/* Drop log node (ver, seq), already looked at. */
+static int log_drop(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t seq, uint64_t blk)
+{
+	kt_key k = log_key(ver, seq);
+	int rc = kt_prepare(p, fid, k);
+	if (rc == 0)
+		rc = kt_del(p, fid, k, NULL);
+	if (rc >= 0)
+		sm_unref_meta(p, blk);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- the collector -------------------------------------------------------- */
+
+static int is_reader(const vrec *r)
+{
+	return r && (r->kind == VMS_VOL_VOLUME || r->kind == VMS_VOL_SNAPSHOT) &&
+	       !(r->flags & VREC_DELETING);
+}
+
+static int is_live(const vrec *r)
+{
+	return r && r->kind == VMS_VOL_VOLUME && !(r->flags & VREC_DELETING);
+}
+
+static void count_keys(vms_pool *p, kfam *f, uint32_t ver, int64_t d)
+{
+	vrec *r = ver_rec(p, f, ver);
+	if (r && (d > 0 || r->nkeys)) {
+		r->nkeys = (uint64_t)((int64_t)r->nkeys + d);
+		vol_mark(p, r);
+	}
+}
+
+/* Remove key (lblk, ver) and free its block. */
+static int drop_key(vms_pool *p, kfam *f, kt_key k, uint64_t *freed)
+{
+	kt_val old = {0, 0};
+	int rc = kt_prepare(p, f->id, k);
+	if (rc == 0)
+		rc = kt_del(p, f->id, k, &old);
+	if (rc <= 0)
+		return rc;
+	if (old.pblk)
+		*freed += (uint64_t)sm_unref(p, old.pblk);
+	count_keys(p, f, k.ver, -1);
+	return 0;
+}
+
+/* Move key (lblk, from) to (lblk, to); a key already at `to` is freed
+ * (keep_to: the one at `to` stays and `from`'s is freed instead).  Readers
+ * see the one or the other, never neither: the new key goes in first. */
+static int move_key(vms_pool *p, kfam *f, uint64_t lblk, uint32_t from, uint32_t to, int keep_to,
+                    uint64_t *freed)
+{
+	kt_val v = {0, 0}, old = {0, 0};
+	kt_key kf = {lblk, from}, kt = {lblk, to};
+	int rc = kt_get(p, f->id, kf, &v);
+	if (rc <= 0)
+		return rc;
+	if (keep_to && (rc = kt_get(p, f->id, kt, &old)) != 0)
+		return rc < 0 ? rc : drop_key(p, f, kf, freed);
+	if ((rc = kt_prepare(p, f->id, kt)) < 0 || (rc = kt_put(p, f->id, kt, v, 1, &old)) < 0)
+		return rc;
+	if (rc == 1 && old.pblk)
+		*freed += (uint64_t)sm_unref(p, old.pblk);
+	if (rc == 0)
+		count_keys(p, f, to, 1);
+	if ((rc = kt_prepare(p, f->id, kf)) < 0 || (rc = kt_del(p, f->id, kf, NULL)) < 0)
+		return rc;
+	count_keys(p, f, from, -1);
+	return 0;
+}
+
+/* Move log node `seq` of version `from` to the end of `to`'s log. */
+static int log_move(vms_pool *p, kfam *f, uint32_t from, uint32_t seq, node *n, uint32_t to)
+{
+	vrec *r = ver_rec(p, f, to);
+	node *m;
+	if (!r)
+		return no_rec(f, to);
+	uint32_t nseq = r->log_seq;
+	int rc = log_node_new(p, f->id, to, nseq, n, 1, &m); /* frees n's block */
+	if (rc < 0)
+		return rc;
+	if (!(r = ver_rec(p, f, to)))
+		return no_rec(f, to);
+	r->log_seq = nseq + 1;
+	vol_mark(p, r);
+	kt_key k = log_key(from, seq);
+	if ((rc = kt_prepare(p, f->id, k)) == 0)
+		rc = kt_del(p, f->id, k, NULL);
+	return rc < 0 ? rc : 0;
+}
+
+static int version_drop(vms_pool *p, kfam *f, uint32_t ver)
+{
+	vrec *r = ver_rec(p, f, ver);
+	int rc = vt_remove(&f->vt, ver);
+	if (rc < 0)
+		return rc;
+	if (r)
+		vol_remove(p, r);
+	f->gc_wanted = 1; /* its parent may have work now */
+	return 0;
+}
+
+/* The children of version x now name their new parent in their records. */
+static void children_follow(vms_pool *p, kfam *f, uint32_t parent)
+{
+	uint32_t kids[64];
+	int n = vt_children(&f->vt, parent, kids, 64);
+	for (int i = 0; i < n && i < 64; i++) {
+		vrec *c = ver_rec(p, f, kids[i]);
+		if (c && c->parent_ver != parent) {
+			c->parent_ver = parent;
+			vol_mark(p, c);
+		}
+	}
+	if (n > 64) /* rare: a version with many clones; walk all records */
+		for (size_t i = 0; i < vt_count(&f->vt); i++) {
+			vrec *c = vol_find(p, f->vt.v[i].rec);
+			if (c && c->parent_ver != f->vt.v[i].parent) {
+				c->parent_ver = f->vt.v[i].parent;
+				vol_mark(p, c);
+			}
+		}
+}
+
+/* A version no one reads through and without children: its keys, one
+ * log node per call, then its log and itself. */
+static int reap_leaf(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
+{
+	uint32_t seq = 0;
+	node *n = NULL;
+	int rc = log_first(p, f->id, ver, &seq, &n);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		unsigned cnt = lcount(n->data);
+		uint64_t blk = n->blk;
+		uint64_t *l = malloc((cnt + 1) * sizeof(*l));
+		if (!l)
+			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+		for (unsigned i = 0; i < cnt; i++) /* copied: n may go while the lock drops */
+			l[i] = get40(n->data + LOG_HDR + (size_t)LOG_ENT * i);
+		for (unsigned i = 0; rc >= 0 && i < cnt; i++)
+			rc = drop_key(p, f, (kt_key){l[i], ver}, freed);
+		free(l);
+		if (rc < 0 || (rc = log_drop(p, f->id, ver, seq, blk)) < 0)
+			return rc;
+		(*freed)++;
+		return 1;
+	}
+	vrec *r = ver_rec(p, f, ver);
+	if (r && r->nkeys)
+		return vms_error_set(VMS_ECORRUPT, "family %llu: version %u holds %llu keys its log "
+		                     "does not name", (unsigned long long)f->id, ver,
+		                     (unsigned long long)r->nkeys);
+	return (rc = version_drop(p, f, ver)) < 0 ? rc : 1;
+}
+
+/*
+ * Merge version `src` into `dst` (parent and only child, either way):
+ * one of src's log nodes per call, each lblk's key moved to dst (a key
+ * already at dst: the parent's of the two is garbage).  Then src goes:
+ * when src is the child, its children move to dst and its record (if a
+ * snapshot) takes over dst's version; when src is the parent, dst takes
+ * its place.
+ */
+static int merge_step(vms_pool *p, kfam *f, uint32_t src, uint32_t dst, uint64_t *freed)
+{
+	uint32_t seq = 0;
+	node *n = NULL;
+	int src_is_child = src < dst;
+	int rc = log_first(p, f->id, src, &seq, &n);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		unsigned cnt = lcount(n->data);
+		uint64_t *l = malloc((cnt + 1) * sizeof(*l));
+		if (!l)
+			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+		for (unsigned i = 0; i < cnt; i++)
+			l[i] = get40(n->data + LOG_HDR + (size_t)LOG_ENT * i);
+		for (unsigned i = 0; rc >= 0 && i < cnt; i++)
+			rc = move_key(p, f, l[i], src, dst, !src_is_child, freed);
+		free(l);
+		if (rc < 0 || (rc = log_get(p, f->id, src, seq, &n)) <= 0)
+			return rc < 0 ? rc : vms_error_set(VMS_EIO, "internal: log node moved away");
+		if ((rc = log_move(p, f, src, seq, n, dst)) < 0)
+			return rc;
+		return 1;
+	}
+	vrec *rs = ver_rec(p, f, src), *rd = ver_rec(p, f, dst);
+	if (!rs || !rd)
+		return no_rec(f, rs ? dst : src);
+	if (src_is_child && is_reader(rs) && !p->gc_exclusive)
+		return KREAP_EXCLUSIVE; /* a reader's version changes: no read in flight */
+	rd->flags &= (uint8_t)~VREC_MERGE_DST;
+	vol_mark(p, rd);
+	if (rs->nkeys)
+		return vms_error_set(VMS_ECORRUPT, "family %llu: version %u holds %llu keys its log "
+		                     "does not name", (unsigned long long)f->id, src,
+		                     (unsigned long long)rs->nkeys);
+	if (src_is_child) {
+		/* dst (the parent) takes src's children; a snapshot record of src
+		 * takes over dst's version, whose interior record goes */
+		if ((rc = vt_reparent_children(&f->vt, src, dst)) < 0)
+			return rc;
+		children_follow(p, f, dst);
+		uint64_t rsid = rs->id, rdid = rd->id;
+		if ((rc = vt_remove(&f->vt, src)) < 0)
+			return rc;
+		rs = vol_find(p, rsid);
+		rd = vol_find(p, rdid);
+		if (is_reader(rs)) {
+			rs->ver = dst;
+			rs->parent_ver = rd->parent_ver;
+			rs->nkeys = rd->nkeys;
+			rs->log_seq = rd->log_seq;
+			rs->flags &= (uint8_t)~(VREC_MERGING | VREC_MERGE_DST);
+			vol_mark(p, rs);
+			((vt_node *)vt_find(&f->vt, dst))->rec = rsid;
+			vol_remove(p, rd);
+		} else {
+			vol_remove(p, rs);
+		}
+	} else {
+		/* dst (the child) takes src's place under src's parent */
+		const vt_node *x = vt_find(&f->vt, src);
+		uint32_t gp = x ? x->parent : 0;
+		if (!gp)
+			return vms_error_set(VMS_EIO, "internal: merge of root version %u into its child",
+			                     src);
+		if ((rc = vt_reparent_children(&f->vt, src, gp)) < 0)
+			return rc;
+		rd->parent_ver = gp;
+		vol_mark(p, rd);
+		if ((rc = version_drop(p, f, src)) < 0)
+			return rc;
+	}
+	f->gc_wanted = 1;
+	return 1;
+}
+
+/* The merge in progress in family f, if any: *src carries VREC_MERGING,
+ * *dst (its parent or only child) VREC_MERGE_DST. */
+static int merge_found(vms_pool *p, kfam *f, uint32_t *src, uint32_t *dst)
+{
+	for (size_t i = 0; i < vt_count(&f->vt); i++) {
+		const vt_node *x = &f->vt.v[i];
+		vrec *r = vol_find(p, x->rec);
+		if (!r || !(r->flags & VREC_MERGING))
+			continue;
+		*src = x->ver;
+		*dst = x->parent;
+		vrec *d = ver_rec(p, f, x->parent);
+		if (!d || !(d->flags & VREC_MERGE_DST))
+			vt_children(&f->vt, x->ver, dst, 1);
+		return 1;
+	}
+	return 0;
+}
+
+static int merge_start(vms_pool *p, kfam *f, uint32_t src, uint32_t dst, uint64_t *freed)
+{
+	vrec *rs = ver_rec(p, f, src), *rd = ver_rec(p, f, dst);
+	if (!rs || !rd)
+		return no_rec(f, rs ? dst : src);
+	rs->flags |= VREC_MERGING;
+	rd->flags |= VREC_MERGE_DST;
+	vol_mark(p, rs);
+	vol_mark(p, rd);
+	return merge_step(p, f, src, dst, freed);
+}
+
+/* Splice out version x (no keys, no reader, one child, a parent). */
+static int splice(vms_pool *p, kfam *f, const vt_node *xp)
+{
+	vt_node x = *xp;
+	int rc = vt_reparent_children(&f->vt, x.ver, x.parent);
+	if (rc < 0)
+		return rc;
+	children_follow(p, f, x.parent);
+	for (;;) { /* its log names only stale entries: dropped */
+		uint32_t seq = 0;
+		node *n = NULL;
+		if ((rc = log_first(p, f->id, x.ver, &seq, &n)) <= 0 ||
+		    (rc = log_drop(p, f->id, x.ver, seq, n->blk)) < 0)
+			break;
+	}
+	if (rc < 0 || (rc = version_drop(p, f, x.ver)) < 0)
+		return rc;
+	return 1;
+}
+
+/* Find one piece of work in family f and do a step of it: 1 done, 0 none. */
+static int family_step(vms_pool *p, kfam *f, uint64_t *freed)
+{
+	uint32_t src = 0, dst = 0;
+	if (merge_found(p, f, &src, &dst)) /* a merge in progress first */
+		return merge_step(p, f, src, dst, freed);
+	for (size_t i = 0; i < vt_count(&f->vt); i++) { /* then whole versions' garbage */
+		const vt_node *x = &f->vt.v[i];
+		if (x->nchildren == 0 && !is_reader(vol_find(p, x->rec)))
+			return reap_leaf(p, f, x->ver, freed);
+	}
+	for (size_t i = 0; i < vt_count(&f->vt); i++) {
+		const vt_node *x = &f->vt.v[i];
+		vrec *r = vol_find(p, x->rec);
+		if (is_reader(r))
+			continue;
+		if (x->nchildren == 1) {
+			uint32_t c = 0;
+			vt_children(&f->vt, x->ver, &c, 1);
+			vrec *cr = ver_rec(p, f, c);
+			if (!is_live(cr)) {
+				/* the side with fewer keys moves; a root parent stays */
+				if (x->parent && r && cr && r->nkeys < cr->nkeys)
+					return merge_start(p, f, x->ver, c, freed);
+				return merge_start(p, f, c, x->ver, freed);
+			}
+			if (r && r->nkeys == 0 && x->parent)
+				return splice(p, f, x);
+		}
+		if (r && (r->flags & VREC_DELETING)) { /* must stay: a hidden interior now */
+			r->kind = VREC_INTERIOR;
+			r->flags = VREC_HIDDEN;
+			p->ndeleting--;
+			vol_mark(p, r);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int k_reap_step(vms_pool *p, uint64_t *freed)
+{
+	*freed = 0;
+	for (size_t i = 0; i < p->nfams; i++) {
+		kfam *f = p->fams[i];
+		if (!f->gc_wanted)
+			continue;
+		log_lock(p, f);
+		int rc = family_step(p, f, freed);
+		log_unlock(p, f);
+		if (rc != 0)
+			return rc;
+		f->gc_wanted = 0;
+		vrec *fr = vol_find(p, f->id);
+		if (fr && vt_count(&f->vt) == 0 && !fr->root) { /* the family is empty */
+			vol_remove(p, fr);
+			return 1;
+		}
+	}
+	return 0;
+}
