@@ -187,6 +187,9 @@ typedef struct vms_pool_stats {
 	 * by the pool, not by the data), volume-table pages and interior nodes,
 	 * and the rest: the volume trees' index nodes */
 	uint64_t smap_blocks, vtab_blocks, index_blocks;
+	uint32_t format_version;   /* on-disk format of the pool as opened: 2, or 3 with the
+	                            * versioned-key index (1: a pool of the first format) */
+	uint32_t index;            /* VMS_INDEX_RADIX or VMS_INDEX_KEYS */
 } vms_pool_stats;
 
 int vms_pool_stats_get(vms_pool_stats *out, vms_pool *pool);
