@@ -163,6 +163,11 @@ typedef struct vms_backend {
 	 * sr_close.  NULL where sr_open itself writes nothing (zfs, reflink):
 	 * the caller then uses sr_open. */
 	int (*sr_open_readonly)(vms_sr_handle **out, const char *location);
+	/* ---- what the storage behind an open SR is made of, beyond its type
+	 * (sr show): malloc'd JSON text of one object with snake_case members;
+	 * native: {"block_size","format_version","index","checksums"}.  NULL
+	 * when a backend has nothing to add. */
+	int (*sr_properties)(char **out_json, vms_sr_handle *sr);
 	/* grows here */
 } vms_backend;
 

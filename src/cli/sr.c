@@ -36,6 +36,9 @@ static const cli_column sr_columns[] = {
 	{"created", "CREATED", CLI_COL_TIME, "created_time", NULL, 0},
 	{"options", "OPTIONS", CLI_COL_STR, "options", NULL, 0},
 	{"caps", "CAPS", CLI_COL_STR, NULL, get_caps, 0},
+	{"format", "FORMAT", CLI_COL_INT, "properties.format_version", NULL, 0},
+	{"index", "INDEX", CLI_COL_STR, "properties.index", NULL, 0},
+	{"block_size", "BLOCK_SIZE", CLI_COL_SIZE, "properties.block_size", NULL, 0},
 	{0},
 };
 
@@ -144,7 +147,8 @@ static int sr_destroy(cli_ctx *ctx, const cli_args *a)
 static const cli_opt create_opts[] = {
 	{"type", 't', "TYPE", "native (default), zfs or reflink"},
 	{"size", 0, "SIZE", "pool size (native: required), e.g. 10G"},
-	{"option", 'O', "KEY=VALUE", "backend option, repeatable: block_size=4096..65536, checksums=on|off"},
+	{"option", 'O', "KEY=VALUE", "backend option, repeatable; native: block_size=4096..65536, "
+	 "checksums=on|off, index=radix|keys"},
 	{0},
 };
 
@@ -158,9 +162,12 @@ const cli_command cli_sr_commands[] = {
 	 "Create an SR: native (a pool file in directory LOCATION), zfs (LOCATION is a dataset), "
 	 "reflink (a directory on XFS/btrfs/OCFS2)",
 	 2, 2, create_opts,
+	 "native index: radix (format 2, the default) or keys (format 3: versioned keys, index\n"
+	 "metadata under 1% of the data rewritten between snapshots)\n"
 	 "examples:\n"
 	 "  vmsnap sr create sr1 --type native --size 10G /var/lib/vmsnap/sr1\n"
-	 "  vmsnap sr create fast --size 100G -O block_size=16384 -O checksums=off /srv/fast\n",
+	 "  vmsnap sr create fast --size 100G -O block_size=16384 -O checksums=off /srv/fast\n"
+	 "  vmsnap sr create snaps --size 100G -O index=keys /srv/snaps\n",
 	 sr_create, NULL},
 	{"sr", "list", "", "List SRs with their space", 0, 0, NULL,
 	 NULL, sr_list, sr_columns},

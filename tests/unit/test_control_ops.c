@@ -300,6 +300,33 @@ TEST(sr_lifecycle_and_names)
 	env_close(e);
 }
 
+/* Native option index=radix|keys: the pool's format and index in the SR
+ * record's properties, from the pool (format 2 by default). */
+TEST(sr_native_index_option)
+{
+	env ev, *e = &ev;
+	REQUIRE(env_open(e) == 0);
+	vms_json *j = fails(e, "INVALID", "{\"op\":\"sr.create\",\"args\":{\"name\":\"s\",\"type\":\"native\","
+	                    "\"location\":\"%s\",\"size\":\"64M\",\"options\":\"index=btree\"}}", e->srdir);
+	CHECK(strstr(jstr(j, "error.message"), "radix") && strstr(jstr(j, "error.message"), "keys"));
+	vms_json_free(j);
+	j = ok(e, "{\"op\":\"sr.create\",\"args\":{\"name\":\"k\",\"type\":\"native\","
+	          "\"location\":\"%s\",\"size\":\"64M\",\"options\":\"index=keys\"}}", e->srdir);
+	CHECK(jint(j, "result.properties.format_version") == 3);
+	CHECK(strcmp(jstr(j, "result.properties.index"), "keys") == 0);
+	vms_json_free(j);
+	j = ok(e, "{\"op\":\"sr.create\",\"args\":{\"name\":\"r\",\"type\":\"native\","
+	          "\"location\":\"%s/r\",\"size\":\"64M\"}}", e->home);
+	CHECK(jint(j, "result.properties.format_version") == 2);
+	CHECK(strcmp(jstr(j, "result.properties.index"), "radix") == 0);
+	CHECK(jint(j, "result.properties.block_size") == 4096);
+	vms_json_free(j);
+	j = ok(e, "{\"op\":\"sr.show\",\"args\":{\"sr\":\"k\"}}");
+	CHECK(jint(j, "result.properties.format_version") == 3);
+	vms_json_free(j);
+	env_close(e);
+}
+
 /* The adapter picks the backend by type; what a type cannot do on this
  * storage comes back as NOTSUP with the reason (reflink on tmpfs). */
 TEST(sr_type_refusal_is_notsup)

@@ -653,9 +653,17 @@ static int parse_options(vms_pool_options *o, const char *options)
 				o->data_checksums = 0;
 			else
 				return vms_error_set(VMS_EINVAL, "native SR option checksums=%s: on or off", v);
+		} else if (strcmp(kv, "index") == 0) {
+			if (strcmp(v, "radix") == 0)
+				o->index = VMS_INDEX_RADIX;
+			else if (strcmp(v, "keys") == 0)
+				o->index = VMS_INDEX_KEYS;
+			else
+				return vms_error_set(VMS_EINVAL, "native SR option index=%s: radix (format 2, the "
+				                     "default) or keys (format 3, versioned keys)", v);
 		} else {
 			return vms_error_set(VMS_EINVAL, "unknown native SR option '%s' (known: block_size, "
-			                     "checksums)", kv);
+			                     "checksums, index)", kv);
 		}
 	}
 	return 0;
@@ -895,6 +903,28 @@ done:
 	free(pool_path);
 	free(keys);
 	return rc;
+}
+
+/* The index as the option index= and the reports name it. */
+static const char *index_name(uint32_t index)
+{
+	return index == VMS_INDEX_KEYS ? "keys" : "radix";
+}
+
+static int native_sr_properties(char **out_json, vms_sr_handle *sr)
+{
+	vms_pool_stats st;
+	int rc = vms_pool_stats_get(&st, sr->pool);
+	*out_json = NULL;
+	if (rc < 0)
+		return rc;
+	if (asprintf(out_json, "{\"block_size\":%u,\"format_version\":%u,\"index\":\"%s\",\"checksums\":%s}",
+	             st.block_size, st.format_version, index_name(st.index),
+	             st.data_checksums ? "true" : "false") < 0) {
+		*out_json = NULL;
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	}
+	return 0;
 }
 
 static int native_sr_space(vms_sr_space *out, vms_sr_handle *sr)
@@ -1315,9 +1345,11 @@ static int native_check(vms_sr_handle *sr, unsigned flags, char **out_report_jso
 		else
 			fputc(c, f);
 	}
-	fprintf(f, "\",\"block_size\":%u,\"total_blocks\":%" PRIu64 ",\"free_blocks\":%" PRIu64
-	        ",\"volumes\":%" PRIu64 ",\"snapshots\":%" PRIu64 ",\"deleting\":%" PRIu64 ",\"disks\":[",
-	        st.block_size, st.total_blocks, st.free_blocks, st.volumes, st.snapshots, st.deleting);
+	fprintf(f, "\",\"block_size\":%u,\"format_version\":%u,\"index\":\"%s\",\"total_blocks\":%" PRIu64
+	        ",\"free_blocks\":%" PRIu64 ",\"volumes\":%" PRIu64 ",\"snapshots\":%" PRIu64
+	        ",\"deleting\":%" PRIu64 ",\"disks\":[",
+	        st.block_size, st.format_version, index_name(st.index), st.total_blocks, st.free_blocks,
+	        st.volumes, st.snapshots, st.deleting);
 	/* live volumes: disks listed by ref and key; volumes without a key
 	 * (an interrupted create) listed as unkeyed */
 	int64_t n = vms_vol_list(NULL, 0, sr->pool);
@@ -1470,4 +1502,5 @@ const vms_backend vms_backend_native = {
 	.check = native_check,
 	.enumerate = native_enumerate,
 	.sr_open_readonly = native_sr_open_readonly,
+	.sr_properties = native_sr_properties,
 };

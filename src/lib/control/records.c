@@ -4,6 +4,7 @@
  * vms_json setters take ownership of what they are given, so a chain of
  * sets needs only one check at the end.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,9 +90,10 @@ int ctl_rec_sr(vms_json **out, vms_control *ctl, const vms_cat_sr *sr, int with_
 		const vms_backend *b;
 		vms_sr_handle *h;
 		vms_sr_space sp;
-		vms_json *so = NULL;
-		if (sr->state == VMS_STATE_READY && ctl_sr_backend(&b, &h, ctl, sr->uuid) == 0 &&
-		    b->sr_space && b->sr_space(&sp, h) == 0 && (so = vms_json_new_object())) {
+		vms_json *so = NULL, *props = NULL;
+		char *text = NULL;
+		int opened = sr->state == VMS_STATE_READY && ctl_sr_backend(&b, &h, ctl, sr->uuid) == 0;
+		if (opened && b->sr_space && b->sr_space(&sp, h) == 0 && (so = vms_json_new_object())) {
 			vms_json_object_set(so, "total", null_or_int(sp.total_bytes));
 			vms_json_object_set(so, "free", null_or_int(sp.free_bytes));
 			vms_json_object_set(so, "used", null_or_int(sp.used_bytes));
@@ -100,6 +102,13 @@ int ctl_rec_sr(vms_json **out, vms_control *ctl, const vms_cat_sr *sr, int with_
 			/* an SR that cannot be opened still lists; its space is unknown */
 			vms_json_object_set(o, "space", vms_json_new_null());
 		}
+		if (opened && b->size >= offsetof(vms_backend, sr_properties) + sizeof(b->sr_properties) &&
+		    b->sr_properties && b->sr_properties(&text, h) == 0 &&
+		    vms_json_parse(&props, text, strlen(text)) == 0)
+			vms_json_object_set(o, "properties", props);
+		else
+			vms_json_object_set(o, "properties", vms_json_new_null());
+		free(text);
 		vms_error_clear();
 	}
 	if (vms_error_last_code() == VMS_ENOMEM)
