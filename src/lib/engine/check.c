@@ -335,9 +335,10 @@ static void check_family(ck *c, const vrec *fr)
 			bad(c, "out of memory for the check of family %llu's logs",
 			    (unsigned long long)fr->id);
 		/* every key is in its version's log (the collector finds it there) */
-		qsort(k.logged, k.nlogged, sizeof(*k.logged), u64_cmp);
+		if (k.nlogged)
+			qsort(k.logged, k.nlogged, sizeof(*k.logged), u64_cmp);
 		for (size_t i = 0; !k.oom && i < k.nkeyed; i++)
-			if (!bsearch(&k.keyed[i], k.logged, k.nlogged, sizeof(*k.logged), u64_cmp)) {
+			if (!k.nlogged || !bsearch(&k.keyed[i], k.logged, k.nlogged, sizeof(*k.logged), u64_cmp)) {
 				bad(c, "family %llu: the key of block %llu of version %u is in no log",
 				    (unsigned long long)fr->id,
 				    (unsigned long long)(k.keyed[i] & ((1ull << 40) - 1)),
