@@ -1,12 +1,13 @@
 /*
  * bench_engine - in-process benchmark of the native pool engine (pool.h).
  *
- *   bench_engine [--quick] [--direct] [--index radix|keys] [--csv FILE] [--sizes 1,16,64]
- *                [--max-snaps N] [DIR]
+ *   bench_engine [--quick] [--direct] [--index radix|keys] [--cache-mb N] [--csv FILE]
+ *                [--sizes 1,16,64] [--max-snaps N] [DIR]
  *
  * --direct opens the pools with O_DIRECT (vms_pool_options.direct_io): the
  * figures are then the device's, not the host page cache's.  --index keys
- * creates format 3 pools (the versioned-key index, docs/design/index-v3.md).
+ * creates format 3 pools (the versioned-key index, docs/design/index-v3.md);
+ * --cache-mb sets the index node cache (default: the engine's, 64 MiB).
  *
  * Pool files are created in DIR (default /var/tmp) and removed afterwards.
  * Sections (results as a table on stdout and rows in the CSV file, default
@@ -43,6 +44,7 @@
 static int quick;
 static int direct; /* --direct: pools opened O_DIRECT (vms_pool_options.direct_io) */
 static uint32_t index_kind; /* --index keys: format 3 pools (VMS_INDEX_KEYS) */
+static uint64_t cache_mb;   /* --cache-mb N: the index node cache (0: the engine's default) */
 static FILE *csv;
 static char dir[512] = "/var/tmp";
 
@@ -134,6 +136,7 @@ static vms_pool *new_pool(char *path, size_t cap, uint64_t size)
 	vms_pool_options o = {0};
 	o.direct_io = direct;
 	o.index = index_kind;
+	o.cache_bytes = cache_mb << 20;
 	OK(vms_pool_create_file(&pool, path, size, &o));
 	return pool;
 }
@@ -643,6 +646,8 @@ int main(int argc, char **argv)
 			direct = 1;
 		else if (strcmp(argv[i], "--index") == 0 && i + 1 < argc)
 			index_kind = strcmp(argv[++i], "keys") == 0 ? VMS_INDEX_KEYS : VMS_INDEX_RADIX;
+		else if (strcmp(argv[i], "--cache-mb") == 0 && i + 1 < argc)
+			cache_mb = strtoull(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
 			csv_path = argv[++i];
 		else if (strcmp(argv[i], "--sizes") == 0 && i + 1 < argc)
@@ -655,7 +660,7 @@ int main(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s", argv[i]);
 		else {
 			fprintf(stderr,
-			        "usage: bench_engine [--quick] [--direct] [--index radix|keys] [--csv FILE] [--sizes 1,16,64] "
+			        "usage: bench_engine [--quick] [--direct] [--index radix|keys] [--cache-mb N] [--csv FILE] [--sizes 1,16,64] "
 			        "[--max-snaps N] [--only abcd] [DIR]\n");
 			return 2;
 		}
@@ -677,8 +682,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fprintf(csv, "section,metric,param,value,unit\n");
-	printf("bench_engine: pools in %s, %s mode, %s I/O, CSV in %s\n", dir,
-	       quick ? "quick" : "full", direct ? "direct (O_DIRECT)" : "buffered", csv_path);
+	printf("bench_engine: pools in %s, %s mode, %s I/O, index %s, cache %s MiB, CSV in %s\n", dir,
+	       quick ? "quick" : "full", direct ? "direct (O_DIRECT)" : "buffered",
+	       index_kind == VMS_INDEX_KEYS ? "keys (format 3)" : "radix (format 2)",
+	       cache_mb ? "set" : "default 64", csv_path);
+	if (cache_mb)
+		printf("index node cache: %" PRIu64 " MiB\n", cache_mb);
 	if (!only || strchr(only, 'a'))
 		section_a(max_snaps);
 	if (!only || strchr(only, 'b'))
