@@ -174,7 +174,9 @@ int vt_check(const vtree *t);
 typedef struct kfam {
 	uint64_t id;                     /* the family record's id */
 	vtree vt;
-	int gc_wanted;                   /* the collector may have work here */
+	uint32_t *todo;                  /* versions the collector should look at (a stack) */
+	size_t ntodo, todo_cap;
+	uint32_t msrc, mdst;             /* the merge in progress: msrc's keys into mdst */
 	int log_busy;                    /* a log operation runs (it may drop pool->lock) */
 	unsigned log_waiters;            /* threads waiting for it (on pool->claim_cv) */
 } kfam;
@@ -182,6 +184,8 @@ typedef struct kfam {
 /* Families live until the pool closes (a reader may hold one across a
  * node load). */
 kfam *fam_get(vms_pool *p, uint64_t id);
+/* Ask the collector to look at version ver of family f (and wake it). */
+void fam_note(vms_pool *p, kfam *f, uint32_t ver);
 int fams_load(vms_pool *p);
 void fams_free(vms_pool *p);
 
@@ -216,5 +220,7 @@ int node_load_log_unlocked(vms_pool *p, uint64_t blk, uint32_t crc);
 /* The collector: one bounded step (reaper.c's reaper_step for format 3);
  * KREAP_EXCLUSIVE: again with commit_lock exclusive. */
 int k_reap_step(vms_pool *p, uint64_t *freed);
+/* Families where the collector has versions left to look at. */
+uint64_t k_reap_pending(vms_pool *p);
 
 #endif

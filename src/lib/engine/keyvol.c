@@ -70,9 +70,20 @@ static int fam_add(vms_pool *p, uint64_t id, kfam **out)
 	return 0;
 }
 
+void fam_note(vms_pool *p, kfam *f, uint32_t ver)
+{
+	if (!f || !ver)
+		return;
+	/* a failed push only leaves the garbage until the next open */
+	if (f->ntodo < f->todo_cap || array_grow(&f->todo, &f->todo_cap, sizeof(*f->todo)) == 0)
+		f->todo[f->ntodo++] = ver;
+	pool_kick(p);
+}
+
 void fams_free(vms_pool *p)
 {
 	for (size_t i = 0; i < p->nfams; i++) {
+		free(p->fams[i]->todo);
 		vt_free(&p->fams[i]->vt);
 		free(p->fams[i]);
 	}
@@ -132,7 +143,24 @@ int fams_load(vms_pool *p)
 		}
 		if ((rc = fam_set_rec(f, r->ver, r->id)) < 0)
 			goto done;
-		f->gc_wanted = 1; /* the collector takes a look after open */
+		if (r->flags & VREC_MERGING)
+			f->msrc = r->ver; /* resumed: its destination is found below */
+	}
+	/* after open the collector looks at every version once; a merge in
+	 * progress goes on into the relative marked as its destination */
+	for (size_t i = 0; rc == 0 && i < p->nfams; i++) {
+		kfam *f = p->fams[i];
+		for (size_t j = 0; j < vt_count(&f->vt); j++) {
+			const vt_node *x = &f->vt.v[j];
+			const vrec *r = vol_find(p, x->rec);
+			if (f->msrc && r && (r->flags & VREC_MERGE_DST) &&
+			    (x->ver == vt_find(&f->vt, f->msrc)->parent || x->parent == f->msrc))
+				f->mdst = x->ver;
+			fam_note(p, f, x->ver);
+		}
+		if (f->msrc && !f->mdst)
+			rc = vms_error_set(VMS_ECORRUPT, "family %llu: version %u merging into nothing",
+			                   (unsigned long long)f->id, f->msrc);
 	}
 done:
 	free(v);
@@ -238,8 +266,7 @@ static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
 	r->written = 0;
 	vol_mark(p, r);
 	vol_mark(p, in);
-	f->gc_wanted = 1; /* the frozen version's parent may merge with it now */
-	pool_kick(p);
+	fam_note(p, f, in->parent_ver); /* its parent may merge with it now */
 	return 0;
 }
 
@@ -297,15 +324,6 @@ int k_clone(vms_pool *p, vms_vol_id src, vms_vol_id *out)
 	return child_of(p, src, VMS_VOL_VOLUME, out);
 }
 
-/* Mark a family as holding garbage for the collector. */
-static void fam_dirty(vms_pool *p, uint64_t fid)
-{
-	kfam *f = fam_get(p, fid);
-	if (f)
-		f->gc_wanted = 1;
-	pool_kick(p);
-}
-
 /* Volume vol's live version goes (to the collector) and vol reads what
  * snap (a snapshot or another volume, of any family) reads now. */
 int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
@@ -344,13 +362,13 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	r->log_seq = 0;
 	vol_mark(p, r);
 	vol_mark(p, h);
-	fam_dirty(p, ofam);
+	fam_note(p, fam_get(p, ofam), h->ver);
 	return 0;
 }
 
 void k_deleted(vms_pool *p, const vrec *r)
 {
-	fam_dirty(p, r->fam);
+	fam_note(p, fam_get(p, r->fam), r->ver);
 }
 
 /* ---- lookups ------------------------------------------------------------ */

@@ -347,12 +347,17 @@ static int log_move(vms_pool *p, kfam *f, uint32_t from, uint32_t seq, node *n, 
 static int version_drop(vms_pool *p, kfam *f, uint32_t ver)
 {
 	vrec *r = ver_rec(p, f, ver);
+	const vt_node *x = vt_find(&f->vt, ver);
+	uint32_t parent = x ? x->parent : 0;
 	int rc = vt_remove(&f->vt, ver);
 	if (rc < 0)
 		return rc;
 	if (r)
 		vol_remove(p, r);
-	f->gc_wanted = 1; /* its parent may have work now */
+	fam_note(p, f, parent); /* it may have work now */
+	vrec *fr = vol_find(p, f->id);
+	if (fr && vt_count(&f->vt) == 0 && !fr->root) /* the family is empty */
+		vol_remove(p, fr);
 	return 0;
 }
 
@@ -491,27 +496,12 @@ static int merge_step(vms_pool *p, kfam *f, uint32_t src, uint32_t dst, uint64_t
 		if ((rc = version_drop(p, f, src)) < 0)
 			return rc;
 	}
-	f->gc_wanted = 1;
+	f->msrc = f->mdst = 0;
+	fam_note(p, f, dst);
+	const vt_node *dx = vt_find(&f->vt, dst);
+	if (dx)
+		fam_note(p, f, dx->parent);
 	return 1;
-}
-
-/* The merge in progress in family f, if any: *src carries VREC_MERGING,
- * *dst (its parent or only child) VREC_MERGE_DST. */
-static int merge_found(vms_pool *p, kfam *f, uint32_t *src, uint32_t *dst)
-{
-	for (size_t i = 0; i < vt_count(&f->vt); i++) {
-		const vt_node *x = &f->vt.v[i];
-		vrec *r = vol_find(p, x->rec);
-		if (!r || !(r->flags & VREC_MERGING))
-			continue;
-		*src = x->ver;
-		*dst = x->parent;
-		vrec *d = ver_rec(p, f, x->parent);
-		if (!d || !(d->flags & VREC_MERGE_DST))
-			vt_children(&f->vt, x->ver, dst, 1);
-		return 1;
-	}
-	return 0;
 }
 
 static int merge_start(vms_pool *p, kfam *f, uint32_t src, uint32_t dst, uint64_t *freed)
@@ -523,6 +513,8 @@ static int merge_start(vms_pool *p, kfam *f, uint32_t src, uint32_t dst, uint64_
 	rd->flags |= VREC_MERGE_DST;
 	vol_mark(p, rs);
 	vol_mark(p, rd);
+	f->msrc = src;
+	f->mdst = dst;
 	return merge_step(p, f, src, dst, freed);
 }
 
@@ -546,42 +538,51 @@ static int splice(vms_pool *p, kfam *f, const vt_node *xp)
 	return 1;
 }
 
-/* Find one piece of work in family f and do a step of it: 1 done, 0 none. */
+/* Look at version v for work and do a step of it: 1 done (v may have
+ * more), 0 nothing to do for v. */
+static int examine(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
+{
+	const vt_node *x = vt_find(&f->vt, v);
+	if (!x)
+		return 0;
+	vrec *r = vol_find(p, x->rec);
+	if (is_reader(r))
+		return 0;
+	if (x->nchildren == 0)
+		return reap_leaf(p, f, v, freed);
+	if (x->nchildren == 1) {
+		uint32_t c = 0;
+		vt_children(&f->vt, v, &c, 1);
+		vrec *cr = ver_rec(p, f, c);
+		if (!is_live(cr)) {
+			/* the side with fewer keys moves; a root parent stays */
+			if (x->parent && r && cr && r->nkeys < cr->nkeys)
+				return merge_start(p, f, v, c, freed);
+			return merge_start(p, f, c, v, freed);
+		}
+		if (r && r->nkeys == 0 && x->parent)
+			return splice(p, f, x);
+	}
+	if (r && (r->flags & VREC_DELETING)) { /* must stay: a hidden interior now */
+		r->kind = VREC_INTERIOR;
+		r->flags = VREC_HIDDEN;
+		p->ndeleting--;
+		vol_mark(p, r);
+		return 1;
+	}
+	return 0;
+}
+
+/* One step of work in family f: 1 done, 0 none left. */
 static int family_step(vms_pool *p, kfam *f, uint64_t *freed)
 {
-	uint32_t src = 0, dst = 0;
-	if (merge_found(p, f, &src, &dst)) /* a merge in progress first */
-		return merge_step(p, f, src, dst, freed);
-	for (size_t i = 0; i < vt_count(&f->vt); i++) { /* then whole versions' garbage */
-		const vt_node *x = &f->vt.v[i];
-		if (x->nchildren == 0 && !is_reader(vol_find(p, x->rec)))
-			return reap_leaf(p, f, x->ver, freed);
-	}
-	for (size_t i = 0; i < vt_count(&f->vt); i++) {
-		const vt_node *x = &f->vt.v[i];
-		vrec *r = vol_find(p, x->rec);
-		if (is_reader(r))
-			continue;
-		if (x->nchildren == 1) {
-			uint32_t c = 0;
-			vt_children(&f->vt, x->ver, &c, 1);
-			vrec *cr = ver_rec(p, f, c);
-			if (!is_live(cr)) {
-				/* the side with fewer keys moves; a root parent stays */
-				if (x->parent && r && cr && r->nkeys < cr->nkeys)
-					return merge_start(p, f, x->ver, c, freed);
-				return merge_start(p, f, c, x->ver, freed);
-			}
-			if (r && r->nkeys == 0 && x->parent)
-				return splice(p, f, x);
-		}
-		if (r && (r->flags & VREC_DELETING)) { /* must stay: a hidden interior now */
-			r->kind = VREC_INTERIOR;
-			r->flags = VREC_HIDDEN;
-			p->ndeleting--;
-			vol_mark(p, r);
-			return 1;
-		}
+	if (f->msrc) /* a merge in progress first */
+		return merge_step(p, f, f->msrc, f->mdst, freed);
+	while (f->ntodo) {
+		int rc = examine(p, f, f->todo[f->ntodo - 1], freed);
+		if (rc != 0)
+			return rc;
+		f->ntodo--;
 	}
 	return 0;
 }
@@ -591,19 +592,21 @@ int k_reap_step(vms_pool *p, uint64_t *freed)
 	*freed = 0;
 	for (size_t i = 0; i < p->nfams; i++) {
 		kfam *f = p->fams[i];
-		if (!f->gc_wanted)
+		if (!f->ntodo && !f->msrc)
 			continue;
 		log_lock(p, f);
 		int rc = family_step(p, f, freed);
 		log_unlock(p, f);
 		if (rc != 0)
 			return rc;
-		f->gc_wanted = 0;
-		vrec *fr = vol_find(p, f->id);
-		if (fr && vt_count(&f->vt) == 0 && !fr->root) { /* the family is empty */
-			vol_remove(p, fr);
-			return 1;
-		}
 	}
 	return 0;
+}
+
+uint64_t k_reap_pending(vms_pool *p)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < p->nfams; i++)
+		n += p->fams[i]->ntodo || p->fams[i]->msrc;
+	return n;
 }

@@ -503,10 +503,10 @@ static void path_writable(vms_pool *p, vrec *r, kpath *pa, kres *res, unsigned l
 
 /* Insert entry e at position `at` of writable node n; when n is full, split
  * it and return the new right half in *right (its entry 0 holds its lowest
- * key).  at_end: e goes past the last entry of the rightmost node of its
- * level, so n keeps all its entries and the right node gets e alone. */
+ * key); s entries, e included, stay left (1..cap; s = cap: e goes right
+ * alone when at == cnt). */
 static void node_insert(vms_pool *p, kres *res, node *n, unsigned level, unsigned at, const uint8_t *e,
-                        int at_end, node **right)
+                        unsigned s, node **right)
 {
 	unsigned cnt = kcount(n->data), cap = kcap(p, level), es = esize(level);
 	*right = NULL;
@@ -515,7 +515,6 @@ static void node_insert(vms_pool *p, kres *res, node *n, unsigned level, unsigne
 		return;
 	}
 	node *m = node_new(p, res, level);
-	unsigned s = at_end ? cap : (cap + 1) / 2;  /* entries left of the split, e included */
 	unsigned from = at < s ? s - 1 : s;          /* first old entry that moves right */
 	memcpy(kent(m->data, level, 0), kent(n->data, level, from), (size_t)(cnt - from) * es);
 	set_kcount(m->data, cnt - from);
@@ -586,12 +585,31 @@ int kt_put(vms_pool *p, uint64_t fam, kt_key k, kt_val v, int use_reserve, kt_va
 		if (pa.i[l] == 0 && kt_cmp(k, key_at(pa.n[l]->data, l, 0)) < 0)
 			set_key(pa.n[l]->data, l, 0, k);
 	unsigned l = 0, at = pos;
+	kt_key ins = k;
 	for (;;) {
 		node *n = pa.n[l], *right;
-		node_insert(p, &res, n, l, at, e, rightmost[l] && at == kcount(n->data), &right);
+		unsigned cnt = kcount(n->data), split = (kcap(p, l) + 1) / 2;
+		/* A key past the last key of its level, or past the last data key
+		 * (the version logs' keys, keys.h LOG_BASE, follow every data key),
+		 * splits where it goes, so appending fills nodes completely. */
+		kt_key next = {LOG_BASE, 0}; /* the key after this node's: none = as a log key */
+		if (at < cnt)
+			next = key_at(n->data, l, at);
+		for (unsigned j = l + 1; at == cnt && j < pa.depth; j++)
+			if (pa.i[j] + 1 < kcount(pa.n[j]->data)) {
+				next = key_at(pa.n[j]->data, j, pa.i[j] + 1);
+				break;
+			}
+		int data_end = ins.lblk < LOG_BASE && next.lblk >= LOG_BASE;
+		if (at == cnt && (rightmost[l] || data_end))
+			split = kcap(p, l);
+		else if (data_end)
+			split = at + 1;
+		node_insert(p, &res, n, l, at, e, split, &right);
 		if (!right)
 			break;
 		kt_key rk = key_at(right->data, l, 0);
+		ins = rk;
 		memset(e, 0, sizeof(e));
 		put64(e, right->blk);
 		put32(e + 12, BP_DIRTY);

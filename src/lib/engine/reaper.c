@@ -218,7 +218,7 @@ int vms_pool_reap_wait(vms_pool *p)
 		uint64_t gen = p->reap_gen; /* read before ndeleting: no lost wake-up */
 		pthread_mutex_unlock(&p->bg_lock);
 		pthread_mutex_lock(&p->lock);
-		uint64_t left = p->ndeleting, avail = sm_avail(p);
+		uint64_t left = p->ndeleting + (p->keys ? k_reap_pending(p) : 0), avail = sm_avail(p);
 		int ro = p->readonly;
 		pthread_mutex_unlock(&p->lock);
 		if (!left)
