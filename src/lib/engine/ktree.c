@@ -134,32 +134,52 @@ static inline kt_key kt_next(kt_key k)
 	return k.ver == UINT32_MAX ? (kt_key){k.lblk + 1, 0} : (kt_key){k.lblk, k.ver + 1};
 }
 
-/* First entry of a leaf whose key is >= k. */
-static unsigned leaf_lower(const uint8_t *d, kt_key k)
+/* The first entry of node d (at `level`) that does not come before k:
+ * with le, entries whose key is <= k come before it, else those < k.
+ * Keys are spread over lblks roughly evenly, so the search starts at the
+ * entry interpolated from the node's first and last lblks and looks at a
+ * few cache lines around it; a bad guess only costs two more probes. */
+static unsigned search(const uint8_t *d, unsigned level, kt_key k, int le)
 {
-	unsigned lo = 0, hi = kcount(d);
+	unsigned n = kcount(d), lo = 0, hi = n;
+#define BEFORE(i) (kt_cmp(key_at(d, level, (i)), k) < le)
+	if (n > 16) {
+		uint64_t a = key_at(d, level, 0).lblk, b = key_at(d, level, n - 1).lblk;
+		if (a < k.lblk && k.lblk < b) {
+			unsigned g = (unsigned)((double)(k.lblk - a) / (double)(b - a) * (n - 1));
+			unsigned l = g > 4 ? g - 4 : 0, h = g + 4 < n - 1 ? g + 4 : n - 1;
+			if (!BEFORE(l))
+				hi = l;
+			else if (BEFORE(h))
+				lo = h + 1;
+			else {
+				lo = l + 1;
+				hi = h;
+			}
+		}
+	}
 	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
-		if (kt_cmp(key_at(d, 0, mid), k) < 0)
+		if (BEFORE(mid))
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
+#undef BEFORE
 	return lo;
+}
+
+/* First entry of a leaf whose key is >= k. */
+static unsigned leaf_lower(const uint8_t *d, kt_key k)
+{
+	return search(d, 0, k, 0);
 }
 
 /* The child of an interior node whose range holds k: the last entry whose
  * key is <= k, or the first one. */
 static unsigned child_for(const uint8_t *d, unsigned level, kt_key k)
 {
-	unsigned lo = 0, hi = kcount(d);
-	while (lo < hi) {
-		unsigned mid = (lo + hi) / 2;
-		if (kt_cmp(key_at(d, level, mid), k) <= 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	unsigned lo = search(d, level, k, 1);
 	return lo ? lo - 1 : 0;
 }
 
