@@ -129,11 +129,12 @@ node *cache_get(vms_pool *p, uint64_t blk)
 {
 	node *n = cache_find(p, blk);
 	if (n) {
+		/* CLOCK rather than strict LRU: a hit only marks the node (a
+		 * store to the header cache_find just read), where moving it to
+		 * the front touched two more random nodes, its list neighbours:
+		 * in a large cache those misses were most of a lookup's cost */
 		p->cache.hits++;
-		if (!n->dirty && !n->pinned && p->cache.lru.next != n) {
-			list_del(n);
-			list_add_front(&p->cache.lru, n);
-		}
+		n->referenced = 1;
 	}
 	return n;
 }
@@ -231,6 +232,12 @@ void cache_evict(vms_pool *p)
 	node_cache *c = &p->cache;
 	while (c->nodes - c->ndirty > c->max_nodes && c->lru.prev != &c->lru) {
 		node *n = c->lru.prev;
+		if (n->referenced) { /* a second chance: to the front, unmarked */
+			n->referenced = 0;
+			list_del(n);
+			list_add_front(&c->lru, n);
+			continue;
+		}
 		hash_remove(p, n);
 		list_del(n);
 		node_release(p, n);

@@ -209,7 +209,8 @@ typedef struct kck {
 	kfam *f;
 	uint64_t *nkeys;                 /* per version (index in f->vt.v) */
 	uint64_t nlogkeys;
-	uint64_t *logged, *keyed;        /* (version << 40 | lblk) of log entries, of data keys */
+	uint64_t *logged, *keyed;        /* (version's index in f->vt.v << 40 | lblk) of log
+	                                  * entries, of data keys */
 	size_t nlogged, caplogged, nkeyed, capkeyed;
 	int oom;
 } kck;
@@ -255,9 +256,9 @@ static void kck_log(kck *k, kt_key key, kt_val v)
 		    (unsigned long long)v.pblk, (unsigned long long)fam, nver, seq);
 		return;
 	}
+	uint64_t xi = (uint64_t)(x - k->f->vt.v) << 40;
 	for (unsigned i = 0; i < n; i++)
-		kck_push(k, &k->logged, &k->nlogged, &k->caplogged,
-		         (uint64_t)ver << 40 | klog_entry(buf, i));
+		kck_push(k, &k->logged, &k->nlogged, &k->caplogged, xi | klog_entry(buf, i));
 }
 
 static int kck_node(void *ctx, uint64_t blk)
@@ -276,13 +277,14 @@ static int kck_key(void *ctx, kt_key key, kt_val v)
 		kck_log(k, key, v);
 		return 0;
 	}
-	kck_push(k, &k->keyed, &k->nkeyed, &k->capkeyed, (uint64_t)key.ver << 40 | key.lblk);
 	const vt_node *x = vt_find(&k->f->vt, key.ver);
 	if (!x) {
 		bad(c, "family %llu: key of block %llu names version %u, which does not exist",
 		    (unsigned long long)k->f->id, (unsigned long long)key.lblk, key.ver);
 		return 0;
 	}
+	kck_push(k, &k->keyed, &k->nkeyed, &k->capkeyed,
+	         (uint64_t)(x - k->f->vt.v) << 40 | key.lblk);
 	k->nkeys[x - k->f->vt.v]++;
 	if (!v.pblk)
 		return 0; /* a tombstone */
@@ -297,6 +299,11 @@ static int kck_key(void *ctx, kt_key key, kt_val v)
 			    (unsigned long long)v.pblk, (unsigned long long)k->f->id);
 	}
 	return 0;
+}
+
+static int logged(const kck *k, uint64_t e)
+{
+	return k->nlogged && bsearch(&e, k->logged, k->nlogged, sizeof(*k->logged), u64_cmp);
 }
 
 static void check_family(ck *c, const vrec *fr)
@@ -337,14 +344,21 @@ static void check_family(ck *c, const vrec *fr)
 		/* every key is in its version's log (the collector finds it there) */
 		if (k.nlogged)
 			qsort(k.logged, k.nlogged, sizeof(*k.logged), u64_cmp);
-		for (size_t i = 0; !k.oom && i < k.nkeyed; i++)
-			if (!k.nlogged || !bsearch(&k.keyed[i], k.logged, k.nlogged, sizeof(*k.logged), u64_cmp)) {
-				bad(c, "family %llu: the key of block %llu of version %u is in no log",
-				    (unsigned long long)fr->id,
-				    (unsigned long long)(k.keyed[i] & ((1ull << 40) - 1)),
-				    (unsigned)(k.keyed[i] >> 40));
-				break;
-			}
+		for (size_t i = 0; !k.oom && i < k.nkeyed; i++) {
+			uint64_t lblk = k.keyed[i] & ((1ull << 40) - 1), xi = k.keyed[i] >> 40;
+			if (logged(&k, k.keyed[i]))
+				continue;
+			/* a merge in progress moves keys before their log node: the
+			 * other side's log names them meanwhile */
+			uint32_t ver = k.f->vt.v[xi].ver, other = ver == k.f->msrc ? k.f->mdst
+			                                        : ver == k.f->mdst ? k.f->msrc : 0;
+			const vt_node *o = other ? vt_find(&k.f->vt, other) : NULL;
+			if (o && logged(&k, (uint64_t)(o - k.f->vt.v) << 40 | lblk))
+				continue;
+			bad(c, "family %llu: the key of block %llu of version %u is in no log",
+			    (unsigned long long)fr->id, (unsigned long long)lblk, ver);
+			break;
+		}
 	}
 	free(k.nkeys);
 	free(k.logged);

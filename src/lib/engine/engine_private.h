@@ -109,7 +109,7 @@ typedef struct node {
 	uint8_t level;
 	uint8_t dirty;
 	uint8_t pinned;                  /* written by the commit in flight */
-	uint8_t pad;
+	uint8_t referenced;              /* clean: hit since the eviction clock last passed */
 	uint8_t data[];                  /* block_size bytes, on-disk layout */
 } node;
 

@@ -272,17 +272,25 @@ static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
 
 /* A new version id *ver, to be a child of *parent, that reads what src
  * (a snapshot or a volume) reads now: a live volume is frozen first. */
-static int version_reading(vms_pool *p, vms_vol_id src, uint32_t *ver, uint32_t *parent,
-                           kfam **f)
+static int version_reading(vms_pool *p, vms_vol_id src, int keep_written, uint32_t *ver,
+                           uint32_t *parent, kfam **f)
 {
 	vrec *s = vol_find(p, src);
 	if (!(*f = fam_get(p, s->fam)))
 		return vms_error_set(VMS_EIO, "internal: family of volume %llu missing",
 		                     (unsigned long long)src);
 	*parent = s->ver;
-	if (s->kind == VMS_VOL_VOLUME)
-		return freeze(p, src, ver, parent);
-	return ver_new(p, vol_find(p, s->fam), ver);
+	if (s->kind != VMS_VOL_VOLUME)
+		return ver_new(p, vol_find(p, s->fam), ver);
+	uint64_t written = s->written;
+	int rc = freeze(p, src, ver, parent);
+	if (rc == 0 && !keep_written) /* a snapshot: src's writes since are new */
+		return 0;
+	if (rc == 0 && (s = vol_find(p, src))) { /* a clone or rollback: as format 2, unchanged */
+		s->written = written;
+		vol_mark(p, s);
+	}
+	return rc;
 }
 
 /* A new record of kind `kind` reading what volume or snapshot src reads
@@ -293,7 +301,7 @@ static int child_of(vms_pool *p, vms_vol_id src, uint8_t kind, vms_vol_id *out)
 	uint64_t written = s->written;
 	kfam *f;
 	uint32_t ver = 0, parent = 0;
-	int rc = version_reading(p, src, &ver, &parent, &f);
+	int rc = version_reading(p, src, kind != VMS_VOL_SNAPSHOT, &ver, &parent, &f);
 	if (rc < 0 || (rc = vol_slot_new(p, &c)) < 0)
 		return rc;
 	if ((rc = ver_add(f, ver, parent, c->id)) < 0) {
@@ -331,7 +339,7 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	vrec *r, *s, *h = NULL;
 	kfam *nf;
 	uint32_t ver = 0, parent = 0;
-	int rc = version_reading(p, snap, &ver, &parent, &nf);
+	int rc = version_reading(p, snap, 1, &ver, &parent, &nf);
 	if (rc < 0 || (rc = vol_slot_new(p, &h)) < 0)
 		return rc;
 	if ((rc = ver_add(nf, ver, parent, vol)) < 0) {
