@@ -19,10 +19,10 @@
  *     with no children: every key of it is garbage; its log gives them;
  *     then its log nodes and the version go;
  *   - such a version P with one child C that is not a live volume: P and
- *     C merge.  The version with fewer keys moves its keys into the other
- *     (a key at the same lblk on both sides: P's is garbage).  The
- *     direction is kept in the source's record (VREC_MERGING) so a crash
- *     resumes it; every step of it is idempotent;
+ *     C merge: C's keys move up into P (a key at the same lblk on both
+ *     sides: P's is garbage and freed).  The direction is kept in the
+ *     records (VREC_MERGING on the source, VREC_MERGE_DST on the
+ *     destination) so a crash resumes it; every step of it is idempotent;
  *   - such a version with no keys and one live child: spliced out;
  *   - a deleted record that must stay (it has children): it becomes a
  *     hidden interior.
