@@ -198,12 +198,6 @@ static void check_tree(ck *c, uint64_t blk, uint32_t crc, int level, uint64_t ba
 
 /* ---- key trees (format 3) ---------------------------------------------------- */
 
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 typedef struct kck {
 	ck *c;
 	kfam *f;

@@ -88,6 +88,8 @@ static inline uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); r
 static inline void put64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
 static inline void put32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
 static inline void put16(uint8_t *p, uint16_t v) { v = htole16(v); memcpy(p, &v, 2); }
+static inline uint64_t get40(const uint8_t *b) { return get32(b) | (uint64_t)b[4] << 32; }
+static inline void put40(uint8_t *b, uint64_t v) { put32(b, (uint32_t)v); b[4] = (uint8_t)(v >> 32); }
 
 /* ---- growable list of block numbers ------------------------------------ */
 

@@ -171,6 +171,21 @@ int vt_check(const vtree *t);
 
 /* ---- families and their volumes (keyvol.c) -------------------------------- */
 
+/* A record something reads through: a live volume or a snapshot, not being
+ * deleted. */
+static inline int is_reader(const vrec *r)
+{
+	return r && (r->kind == VMS_VOL_VOLUME || r->kind == VMS_VOL_SNAPSHOT) &&
+	       !(r->flags & VREC_DELETING);
+}
+
+/* qsort/bsearch order of u64s. */
+static inline int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 typedef struct kfam {
 	uint64_t id;                     /* the family record's id */
 	vtree vt;

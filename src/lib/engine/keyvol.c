@@ -219,6 +219,22 @@ fail:
 	return rc;
 }
 
+/* Record `in` takes over volume r's live version (of family f) as a hidden
+ * interior: its keys, its log, its place in the version tree. */
+static void interior_of(kfam *f, vrec *in, const vrec *r, uint8_t flags)
+{
+	in->kind = VREC_INTERIOR;
+	in->flags = flags;
+	in->fam = r->fam;
+	in->ver = r->ver;
+	in->parent_ver = r->parent_ver;
+	in->size = r->size;
+	in->nkeys = r->nkeys;
+	in->log_seq = r->log_seq;
+	in->origin = r->id;
+	fam_set_rec(f, r->ver, in->id);
+}
+
 /*
  * Freeze volume vol's live version into a new hidden interior record and
  * give vol a new live version, a child of it.  *sib receives a version id
@@ -246,18 +262,9 @@ static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
 		vol_remove(p, in);
 		return rc;
 	}
-	in->kind = VREC_INTERIOR;
-	in->flags = VREC_HIDDEN;
-	in->fam = fid;
-	in->ver = r->ver;
-	in->parent_ver = r->parent_ver;
-	in->size = r->size;
-	in->nkeys = r->nkeys;
-	in->log_seq = r->log_seq;
+	interior_of(f, in, r, VREC_HIDDEN);
 	in->mapped = r->mapped;
 	in->written = r->written;
-	in->origin = r->id;
-	fam_set_rec(f, r->ver, in->id);
 	*frozen = r->ver;
 	r->parent_ver = r->ver;
 	r->ver = lver;
@@ -348,17 +355,8 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	}
 	r = vol_find(p, vol);
 	uint64_t ofam = r->fam;
-	h->kind = VREC_INTERIOR;
-	h->flags = VREC_HIDDEN | VREC_DELETING;
-	h->fam = ofam;
-	h->ver = r->ver;
-	h->parent_ver = r->parent_ver;
-	h->size = r->size;
-	h->nkeys = r->nkeys;
-	h->log_seq = r->log_seq;
-	h->origin = vol;
+	interior_of(fam_get(p, ofam), h, r, VREC_HIDDEN | VREC_DELETING);
 	p->ndeleting++;
-	fam_set_rec(fam_get(p, ofam), r->ver, h->id);
 	s = vol_find(p, snap);
 	r->fam = s->fam;
 	r->ver = ver;
@@ -614,12 +612,6 @@ static int gather_cb(void *ctx, kt_key k, kt_val v)
 	if (b->n >= GC_BATCH)
 		b->full = 1;
 	return 0;
-}
-
-static int is_reader(const vrec *r)
-{
-	return r && (r->kind == VMS_VOL_VOLUME || r->kind == VMS_VOL_SNAPSHOT) &&
-	       !(r->flags & VREC_DELETING);
 }
 
 static int u32_cmp(const void *a, const void *b)
@@ -881,12 +873,6 @@ static int diff_group(kscan *s, kfam *f, const gkey *k, size_t n)
 		return VMS_ENOMEM;
 	s->lblks[s->nl++] = lblk;
 	return 0;
-}
-
-static int u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 int k_diff(vms_pool *p, vms_vol_id from, vms_vol_id to, vms_extent_cb cb, void *ctx)

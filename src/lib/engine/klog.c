@@ -39,8 +39,6 @@
 #define LOG_HDR  40u                     /* node header + count, seq, ver, 0, fam */
 #define LOG_ENT  5u                      /* u40 lblk */
 
-static inline uint64_t get40(const uint8_t *b) { return get32(b) | (uint64_t)b[4] << 32; }
-static inline void put40(uint8_t *b, uint64_t v) { put32(b, (uint32_t)v); b[4] = (uint8_t)(v >> 32); }
 
 static unsigned log_cap(const vms_pool *p) { return (p->bs - LOG_HDR) / LOG_ENT; }
 static unsigned lcount(const uint8_t *d) { return get32(d + 16); }
@@ -263,12 +261,6 @@ static int log_drop(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t seq, uint6
 
 /* ---- the collector -------------------------------------------------------- */
 
-static int is_reader(const vrec *r)
-{
-	return r && (r->kind == VMS_VOL_VOLUME || r->kind == VMS_VOL_SNAPSHOT) &&
-	       !(r->flags & VREC_DELETING);
-}
-
 static int is_live(const vrec *r)
 {
 	return r && r->kind == VMS_VOL_VOLUME && !(r->flags & VREC_DELETING);
@@ -400,26 +392,44 @@ static int room(vms_pool *p, uint64_t keep, const char *what)
 	return vms_error_set(VMS_ENOSPC, "pool is full: %s waits for free blocks", what);
 }
 
+/* The entries of version ver's first log node left, copied (the node may go
+ * while pool->lock drops): 1 (*l, malloc'd, of *cnt; the node's *seq and
+ * *blk), 0 when its log is empty, or an error. */
+static int log_first_entries(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t *seq,
+                             uint64_t *blk, uint64_t **l, unsigned *cnt)
+{
+	node *n = NULL;
+	int rc = log_first(p, fid, ver, seq, &n);
+	if (rc <= 0)
+		return rc;
+	*cnt = lcount(n->data);
+	*blk = n->blk;
+	if (!(*l = malloc((*cnt + 1) * sizeof(**l))))
+		return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+	for (unsigned i = 0; i < *cnt; i++)
+		(*l)[i] = klog_entry(n->data, i);
+	return 1;
+}
+
+/* A version whose log is empty but whose record still counts keys. */
+static int unlogged(kfam *f, uint32_t ver, uint64_t nkeys)
+{
+	return vms_error_set(VMS_ECORRUPT, "family %llu: version %u holds %llu keys its log "
+	                     "does not name", (unsigned long long)f->id, ver,
+	                     (unsigned long long)nkeys);
+}
+
 /* A version no one reads through and without children: its keys, one
  * log node per call, then its log and itself. */
 static int reap_leaf(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
 {
 	uint32_t seq = 0;
-	node *n = NULL;
+	uint64_t blk = 0, *l = NULL;
+	unsigned cnt = 0;
 	int rc = room(p, 0, "reclaiming a version");
-	if (rc < 0)
-		return rc;
-	rc = log_first(p, f->id, ver, &seq, &n);
-	if (rc < 0)
+	if (rc < 0 || (rc = log_first_entries(p, f->id, ver, &seq, &blk, &l, &cnt)) < 0)
 		return rc;
 	if (rc == 1) {
-		unsigned cnt = lcount(n->data);
-		uint64_t blk = n->blk;
-		uint64_t *l = malloc((cnt + 1) * sizeof(*l));
-		if (!l)
-			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
-		for (unsigned i = 0; i < cnt; i++) /* copied: n may go while the lock drops */
-			l[i] = get40(n->data + LOG_HDR + (size_t)LOG_ENT * i);
 		for (unsigned i = 0; rc >= 0 && i < cnt; i++)
 			rc = drop_key(p, f, (kt_key){l[i], ver}, freed);
 		free(l);
@@ -430,9 +440,7 @@ static int reap_leaf(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
 	}
 	vrec *r = ver_rec(p, f, ver);
 	if (r && r->nkeys)
-		return vms_error_set(VMS_ECORRUPT, "family %llu: version %u holds %llu keys its log "
-		                     "does not name", (unsigned long long)f->id, ver,
-		                     (unsigned long long)r->nkeys);
+		return unlogged(f, ver, r->nkeys);
 	return (rc = version_drop(p, f, ver)) < 0 ? rc : 1;
 }
 
@@ -447,21 +455,14 @@ static int reap_leaf(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
 static int merge_step(vms_pool *p, kfam *f, uint32_t src, uint32_t dst, uint64_t *freed)
 {
 	uint32_t seq = 0;
+	uint64_t blk = 0, *l = NULL;
+	unsigned cnt = 0;
 	node *n = NULL;
 	int src_is_child = src < dst;
 	int rc = room(p, p->reserve / 2, "merging versions");
-	if (rc < 0)
-		return rc;
-	rc = log_first(p, f->id, src, &seq, &n);
-	if (rc < 0)
+	if (rc < 0 || (rc = log_first_entries(p, f->id, src, &seq, &blk, &l, &cnt)) < 0)
 		return rc;
 	if (rc == 1) {
-		unsigned cnt = lcount(n->data);
-		uint64_t *l = malloc((cnt + 1) * sizeof(*l));
-		if (!l)
-			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
-		for (unsigned i = 0; i < cnt; i++)
-			l[i] = get40(n->data + LOG_HDR + (size_t)LOG_ENT * i);
 		for (unsigned i = 0; rc >= 0 && i < cnt; i++)
 			rc = move_key(p, f, l[i], src, dst, !src_is_child, freed);
 		free(l);
@@ -479,9 +480,7 @@ static int merge_step(vms_pool *p, kfam *f, uint32_t src, uint32_t dst, uint64_t
 	rd->flags &= (uint8_t)~VREC_MERGE_DST;
 	vol_mark(p, rd);
 	if (rs->nkeys)
-		return vms_error_set(VMS_ECORRUPT, "family %llu: version %u holds %llu keys its log "
-		                     "does not name", (unsigned long long)f->id, src,
-		                     (unsigned long long)rs->nkeys);
+		return unlogged(f, src, rs->nkeys);
 	if (src_is_child) {
 		/* dst (the parent) takes src's children; a snapshot record of src
 		 * takes over dst's version, whose interior record goes */

@@ -74,8 +74,6 @@ typedef struct kres {                        /* blocks allocated before a change
 
 /* ---- node layout ----------------------------------------------------------- */
 
-static inline uint64_t get40(const uint8_t *b) { return get32(b) | (uint64_t)b[4] << 32; }
-static inline void put40(uint8_t *b, uint64_t v) { put32(b, (uint32_t)v); b[4] = (uint8_t)(v >> 32); }
 
 static inline unsigned esize(unsigned level) { return level ? KT_INT_ENT : KT_LEAF_ENT; }
 static inline unsigned kcount(const uint8_t *d) { return get16(d + NODE_HDR); }
