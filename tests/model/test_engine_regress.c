@@ -178,4 +178,41 @@ TEST(failed_write_keeps_the_old_data_with_checksums)
 	failed_write_keeps_old_data(8192, 4096, 1);
 }
 
+/* Found by test_engine_stress, format 3 (seed 99220064, config 4): a
+ * partial-block zero or trim over a block whose nearest key is an
+ * ancestor's tombstone left the chunk's status at 1 (the lookup's "found").
+ * When that block ended a chunk (the last block before a multiple of the
+ * fanout, 255 at 4 KiB), the status ended the operation: the blocks after
+ * it kept their data although the call returned 0. */
+TEST(zeroes_after_a_partial_block_over_a_tombstone_reach_the_end)
+{
+	char path[128];
+	vms_pool *pool = NULL;
+	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS};
+	REQUIRE(model_pool_path(path, sizeof(path), "regress") == 0);
+	REQUIRE(vms_pool_create_file(&pool, path, 64ull << 20, &o) == 0);
+	enum { BS = 4096, N = 4 };
+	const uint64_t at = 254 * (uint64_t)BS; /* block 254 ends the first chunk */
+	static unsigned char buf[N * BS], got[N * BS], zero[N * BS];
+	memset(buf, 0xA5, sizeof(buf));
+	vms_vol_id vol, snap;
+	CHECK_OK(vms_vol_create(&vol, pool, 4 << 20));
+	for (int pass = 0; pass < 2; pass++) { /* write_zeroes, then trim */
+		CHECK_OK(vms_vol_write(pool, vol, buf, sizeof(buf), at, 0));
+		CHECK_OK(vms_vol_snapshot(&snap, pool, &vol, 1));
+		CHECK_OK(vms_vol_write_zeroes(pool, vol, BS, at, 0)); /* a tombstone over the snapshot's */
+		CHECK_OK(vms_vol_snapshot(&snap, pool, &vol, 1));     /* now an ancestor's */
+		/* the second half of block 254 (over the tombstone: nothing to
+		 * do), then blocks 255 and 256 whole */
+		uint64_t len = BS / 2 + 2 * BS, off = at + BS / 2;
+		CHECK_OK(pass ? vms_vol_trim(pool, vol, len, off) : vms_vol_write_zeroes(pool, vol, len, off, 0));
+		CHECK_OK(vms_vol_read(pool, vol, got, sizeof(got), at));
+		CHECK(memcmp(got, zero, 3 * BS) == 0);
+		CHECK(memcmp(got + 3 * BS, buf, BS) == 0);
+	}
+	CHECK(pool_clean(pool));
+	CHECK_OK(vms_pool_close(pool));
+	unlink(path);
+}
+
 TEST_MAIN()

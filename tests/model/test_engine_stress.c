@@ -33,9 +33,12 @@
  *
  * At the end: stop, reap, vms_pool_check clean, every volume reads back
  * exactly, again after close and reopen; then everything is deleted and all
- * blocks must be free again.  Four configurations: data checksums on and
- * off, 4 and 16 KiB blocks, a node cache of 64-256 KiB (evictions and
- * reloads), background commits every 5-20 ms, unlimited reaping.
+ * blocks must be free again.  Five configurations: four of format 2 (data
+ * checksums on and off, 4 and 16 KiB blocks, a node cache of 64-256 KiB:
+ * evictions and reloads, background commits every 5-20 ms) and one of
+ * format 3 (the versioned-key index, 64 KiB cache); unlimited reaping.
+ * After a snapshot that matches no op, the sectors that differ from a
+ * writer's model are listed with what the live volume reads there.
  *
  * Knobs: VMS_SEED=n; VMS_STRESS_SECONDS=n in all (default 16, 8 under
  * sanitizers) or VMS_STRESS_OPS=n data-changing writer ops in all;
@@ -79,6 +82,7 @@ typedef struct writer {
 	rng r;
 	uint64_t lo[NVOL], len[NVOL];   /* its slice of each live volume, in bytes */
 	unsigned char *model[NVOL];     /* the slices' content */
+	uint64_t *when[NVOL];           /* per sector: the op that last changed it */
 	uint64_t hash[NVOL];            /* slice_hash of model[] */
 	_Atomic uint64_t started, done; /* data-changing ops begun, finished */
 	_Atomic uint64_t (*ring)[NVOL]; /* ring[k % RING]: hash[] after op k */
@@ -231,6 +235,10 @@ static unsigned char *read_range(stress *s, vms_vol_id id, uint64_t off, uint64_
 static void model_put(writer *w, unsigned v, uint64_t off, const unsigned char *src, uint64_t len)
 {
 	unsigned char *m = w->model[v] + (off - w->lo[v]);
+	uint64_t n = atomic_load(&w->started);
+	for (uint64_t i = 0; i < len; i += 512)
+		if (src ? memcmp(m + i, src + i, 512) != 0 : !is_zero(m + i, 512))
+			w->when[v][(off - w->lo[v] + i) / 512] = n;
 	w->hash[v] -= slice_hash(m, off, len);
 	if (src)
 		memcpy(m, src, len);
@@ -343,6 +351,34 @@ static int window_close(stress *s, window *win)
 	return 1;
 }
 
+/* After a mismatch, once the writers have stopped: the sectors of w's slices
+ * whose copy differs from w's model although no op of w after the window
+ * changed them, with what the live volume reads there now. */
+static void stale_sectors(stress *s, writer *w, size_t n, const unsigned *vi,
+                          unsigned char *const *img, uint64_t b)
+{
+	while (atomic_load(&s->running) > 0)
+		sched_yield();
+	for (size_t i = 0; i < n; i++) {
+		uint64_t lo = w->lo[vi[i]], shown = 0;
+		for (uint64_t off = lo; off < lo + w->len[vi[i]] && shown < 8; off += 512) {
+			const unsigned char *m = w->model[vi[i]] + (off - lo), *g = img[i] + off;
+			uint64_t when = w->when[vi[i]][(off - lo) / 512];
+			if (!memcmp(m, g, 512) || when > b)
+				continue;
+			char x[128], y[128], z[128] = "(read failed)";
+			unsigned char live[512];
+			if (vms_vol_read(s->pool, s->vol[vi[i]], live, 512, off) == 0)
+				describe(z, sizeof(z), live);
+			LOCKED(fprintf(stderr, "  vol %" PRIu64 " sector %" PRIu64 " (block %" PRIu64 "): the copy "
+			       "holds %s; the writer's model %s, last changed by its op %" PRIu64 "; the volume "
+			       "reads %s\n", s->vol[vi[i]], off / 512, off / s->bs, describe(x, sizeof(x), g),
+			       describe(y, sizeof(y), m), when, z));
+			shown++;
+		}
+	}
+}
+
 /* img[i], the new copy of live volume vi[i] (i < n), all made by one call:
  * each writer's slices must be as they were after one op of its window. */
 static int window_match(stress *s, const window *win, size_t n, const unsigned *vi,
@@ -386,6 +422,7 @@ static int window_match(stress *s, const window *win, size_t n, const unsigned *
 		}
 		SFAIL(s, "%s %" PRIu64 "...: writer %u's slices are not as after any of its ops %" PRIu64
 		      "..%" PRIu64 "%s", what, first, j, a, b, diag);
+		stale_sectors(s, w, n, vi, img, b);
 		return 0;
 	}
 	return 1;
@@ -632,6 +669,7 @@ static void stress_run(uint64_t seed, const vms_pool_options *opts, double secon
 			w->lo[v] = vol_size[v] / 512 * j / NWRITER * 512;
 			w->len[v] = vol_size[v] / 512 * (j + 1) / NWRITER * 512 - w->lo[v];
 			w->model[v] = calloc(1, w->len[v]);
+			w->when[v] = calloc(w->len[v] / 512 + 1, sizeof(uint64_t));
 			for (uint64_t off = w->lo[v]; off < w->lo[v] + w->len[v]; off += 512)
 				w->hash[v] += sector_hash(zero, off / 512);
 			w->ring[0][v] = w->hash[v];
@@ -663,8 +701,10 @@ static void stress_run(uint64_t seed, const vms_pool_options *opts, double secon
 	for (size_t i = 0; i < s.nk; i++)
 		free(s.k[i].sh);
 	for (unsigned j = 0; j < NWRITER; j++) {
-		for (unsigned v = 0; v < NVOL; v++)
+		for (unsigned v = 0; v < NVOL; v++) {
 			free(s.w[j].model[v]);
+			free(s.w[j].when[v]);
+		}
 		free(s.w[j].ring);
 	}
 	unlink(path);
@@ -690,16 +730,6 @@ TEST(concurrent_io_snapshots_and_clones_match_the_oracle)
 	for (size_t c = 0; c < nconf && !test_failures_in_case; c++) {
 		if (getenv("VMS_CONFIG") && (size_t)atoi(getenv("VMS_CONFIG")) != c)
 			continue;
-		/* Format 3 has an open bug this test finds in about one run in
-		 * three to six (a block zeroed after a clone reads its old data
-		 * again; it goes away with the collector's merges disabled;
-		 * docs/design/index-v3.md, "Known bug"): run it on request
-		 * (VMS_CONFIG=4 or VMS_STRESS_KEYS=1) until it is fixed. */
-		if (configs[c].index == VMS_INDEX_KEYS && !getenv("VMS_CONFIG") &&
-		    !getenv("VMS_STRESS_KEYS")) {
-			printf("  config %zu (index keys): not run, see the comment (VMS_STRESS_KEYS=1 runs it)\n", c);
-			continue;
-		}
 		uint64_t run_seed = seed * 31 + c;
 		printf("  config %zu: block %u checksums %d cache %" PRIu64 " commit %u ms index %s, run "
 		       "seed %" PRIu64 "\n",

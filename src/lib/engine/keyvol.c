@@ -514,8 +514,12 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 		}
 		if (has_own) {
 			cur = own;
-		} else if ((rc = k_find(p, fid, L, L + 1, lblk, &cur)) < 0) {
-			break;
+		} else {
+			int found = k_find(p, fid, L, L + 1, lblk, &cur);
+			if (found < 0) {
+				rc = found;
+				break;
+			}
 		}
 		if (op != OP_WRITE && (op == OP_TRIM || !cur.pblk)) {
 			at += n; /* trims are advisory; zeros over a hole are a hole */
