@@ -24,7 +24,7 @@
 
 #define MAX_VOLS 40
 #define MIN_VOL (64u << 10)
-#define MAX_VOL (1u << 20)
+#define MAX_VOL (2u << 20)  /* past the first chunk boundary (255 blocks at 4 KiB) */
 #define POOL_SIZE (256ull << 20)
 
 typedef struct run {
@@ -72,7 +72,22 @@ static model_vol *pick(run *t, int writable)
 static void pick_range(run *t, const model_vol *v, uint64_t *off, uint64_t *len)
 {
 	uint64_t sectors = v->size / 512;
-	uint64_t n;
+	uint64_t n, spb = (t->opts.block_size ? t->opts.block_size : 4096) / 512;
+	uint64_t fanout = spb * 512 / 16 - 1; /* blocks per format 2 leaf: write chunks end there */
+	if (sectors > fanout * spb && rng_below(&t->r, 4) == 0) {
+		/* at a chunk boundary: whole blocks, or from a partial one */
+		uint64_t b = fanout * spb, s = b - spb;  /* the chunk's last block, whole */
+		n = spb * (1 + rng_below(&t->r, 3));
+		if (rng_below(&t->r, 2)) {                /* or from inside it */
+			s = b - 1 - rng_below(&t->r, spb - 1);
+			n = 1 + rng_below(&t->r, 4 * spb);
+		}
+		if (s + n > sectors)
+			n = sectors - s;
+		*off = s * 512;
+		*len = n * 512;
+		return;
+	}
 	switch (rng_below(&t->r, 4)) {
 	case 0: n = 1 + rng_below(&t->r, 8); break;                   /* sub-block */
 	case 1: n = 1 + rng_below(&t->r, 32); break;

@@ -351,6 +351,10 @@ void vol_remove(vms_pool *p, vrec *r);
 uint32_t depth_for_size(const vms_pool *p, uint64_t size);
 int vindex_rebuild(vms_pool *p);
 int tree_path_writable(vms_pool *p, vrec *r, uint64_t lblk, int level, node **out, int use_reserve);
+/* Unhook the child at (level, lblk) from its parent (or the root); the
+ * child is freed or dereferenced by the caller.  The path down to level+1
+ * is cached. */
+int tree_unhook(vms_pool *p, vrec *r, uint64_t lblk, int level);
 int tree_ensure_path(vms_pool *p, vms_vol_id id, uint64_t lblk, int level, vrec **rout);
 static inline unsigned tree_index(const vms_pool *p, uint64_t lblk, int level)
 {

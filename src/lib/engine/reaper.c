@@ -32,25 +32,6 @@ static vrec *first_deleting(vms_pool *p)
 	return NULL;
 }
 
-/* Unhook the child at (level, lblk) from its parent; the child is freed
- * or dereferenced by the caller.  The path down to level+1 is cached. */
-static int unhook(vms_pool *p, vrec *r, uint64_t lblk, int level)
-{
-	if (level == r->depth - 1) {
-		r->root = 0;
-		r->root_crc = 0;
-		r->root_pending = 0;
-		vol_mark(p, r);
-		return 0;
-	}
-	node *par;
-	int rc = tree_path_writable(p, r, lblk, level + 1, &par, 1);
-	if (rc < 0)
-		return rc;
-	ent_set(par, tree_index(p, lblk, level + 1), 0, 0, 0);
-	return 0;
-}
-
 /* One bounded step.  Returns 1 when a step was done, 0 when nothing is
  * left to reap, or a negative error.  pool->lock held (dropped to load). */
 int reaper_step(vms_pool *p, uint64_t *freed)
@@ -71,7 +52,7 @@ int reaper_step(vms_pool *p, uint64_t *freed)
 		int lev = r->depth - 1, rc;
 		if (p->ref[cur] > 1) { /* the whole tree is shared */
 			sm_unref_meta(p, cur);
-			unhook(p, r, 0, lev);
+			tree_unhook(p, r, 0, lev);
 			vol_remove(p, r);
 			return 1;
 		}
@@ -89,7 +70,7 @@ int reaper_step(vms_pool *p, uint64_t *freed)
 					if (d)
 						*freed += (uint64_t)sm_unref(p, d);
 				}
-				if ((rc = unhook(p, r, lblk, 0)) < 0)
+				if ((rc = tree_unhook(p, r, lblk, 0)) < 0)
 					return rc;
 				*freed += (uint64_t)sm_unref_meta(p, cur);
 				return 1;
@@ -99,7 +80,7 @@ int reaper_step(vms_pool *p, uint64_t *freed)
 				if (ent_blk(n, i))
 					break;
 			if (i == p->fanout) { /* an empty interior node */
-				if ((rc = unhook(p, r, lblk, lev)) < 0)
+				if ((rc = tree_unhook(p, r, lblk, lev)) < 0)
 					return rc;
 				*freed += (uint64_t)sm_unref_meta(p, cur);
 				return 1;
@@ -107,7 +88,7 @@ int reaper_step(vms_pool *p, uint64_t *freed)
 			uint64_t c = ent_blk(n, i);
 			lblk += i * p->fpow[lev];
 			if (p->ref[c] > 1) { /* shared below: drop one reference */
-				if ((rc = unhook(p, r, lblk, lev - 1)) < 0)
+				if ((rc = tree_unhook(p, r, lblk, lev - 1)) < 0)
 					return rc;
 				sm_unref_meta(p, c);
 				return 1;

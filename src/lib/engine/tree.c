@@ -369,6 +369,23 @@ int tree_path_writable(vms_pool *p, vrec *r, uint64_t lblk, int level, node **ou
 	return 0;
 }
 
+int tree_unhook(vms_pool *p, vrec *r, uint64_t lblk, int level)
+{
+	if (level == r->depth - 1) {
+		r->root = 0;
+		r->root_crc = 0;
+		r->root_pending = 0;
+		vol_mark(p, r);
+		return 0;
+	}
+	node *par;
+	int rc = tree_path_writable(p, r, lblk, level + 1, &par, 1);
+	if (rc < 0)
+		return rc;
+	ent_set(par, tree_index(p, lblk, level + 1), 0, 0, 0);
+	return 0;
+}
+
 /* ---- claims: data I/O of writes without pool->lock ---------------------------
  *
  * A write plans one leaf's worth of blocks under pool->lock (which block is
@@ -1184,6 +1201,71 @@ int vms_vol_delete(vms_pool *p, vms_vol_id vol)
 	return rc;
 }
 
+/*
+ * One step of dropping what a shrunk volume's tree holds at or past block
+ * `limit` (format 2): a subtree shared with another tree loses this tree's
+ * reference, an unshared node is emptied first (a leaf's blocks unmapped)
+ * and then freed; every entry of the tree past the volume's end must be 0
+ * (check).  1 when a step was done, 0 when nothing is left, or an error.
+ * pool->lock held (dropped to load a node); commit_lock exclusive.
+ */
+static int prune_step(vms_pool *p, vms_vol_id vol, uint64_t limit)
+{
+	vrec *r = vol_find(p, vol);
+	if (!r->root)
+		return 0;
+	uint64_t cur = r->root, base = 0;
+	uint32_t crc = r->root_crc;
+	int lev = r->depth - 1, rc;
+	for (;;) {
+		node *n = cache_get(p, cur);
+		if (!n) {
+			if ((rc = node_load_unlocked(p, cur, crc, lev)) < 0)
+				return rc;
+			return 1; /* the lock was dropped: start again */
+		}
+		unsigned first = base >= limit ? 0 : (unsigned)((limit - 1 - base) / p->fpow[lev]) + 1;
+		unsigned i = first;
+		while (i < p->fanout && !ent_blk(n, i))
+			i++;
+		if (i < p->fanout) { /* an entry at or past the limit */
+			uint64_t c = ent_blk(n, i), cb = base + i * p->fpow[lev];
+			node *w;
+			if (lev == 0) {
+				if ((rc = tree_path_writable(p, r, cb, 0, &w, 1)) < 0)
+					return rc;
+				unmap_block(p, r, w, i);
+				return 1;
+			}
+			if (p->ref[c] > 1) { /* shared: drop this tree's reference */
+				if ((rc = tree_unhook(p, r, cb, lev - 1)) < 0)
+					return rc;
+				sm_unref_meta(p, c);
+				return 1;
+			}
+			crc = ent_crc(n, i); /* unshared: empty it first */
+			cur = c;
+			base = cb;
+			lev--;
+			continue;
+		}
+		if (base >= limit) { /* an empty node past the limit */
+			if ((rc = tree_unhook(p, r, base, lev)) < 0)
+				return rc;
+			sm_unref_meta(p, cur);
+			return 1;
+		}
+		/* nothing past the limit here: follow the path to the last block kept */
+		unsigned last = first - 1;
+		if (lev == 0 || !ent_blk(n, last))
+			return 0;
+		crc = ent_crc(n, last);
+		cur = ent_blk(n, last);
+		base += last * p->fpow[lev];
+		lev--;
+	}
+}
+
 int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
 {
 	int rc;
@@ -1205,6 +1287,11 @@ int vms_vol_resize(vms_pool *p, vms_vol_id vol, uint64_t size)
 		/* unmap every block past the new end, the old partial last one too */
 		uint64_t old_end = (r->size + p->bs - 1) & ~(uint64_t)(p->bs - 1);
 		if (cut < old_end && (rc = modify_range(p, vol, OP_TRIM, NULL, old_end - cut, cut)) < 0)
+			goto done;
+		/* and the index nodes there, which the trims left empty */
+		while (!p->keys && (rc = prune_step(p, vol, cut >> p->bshift)) > 0)
+			;
+		if (rc < 0)
 			goto done;
 		r = vol_find(p, vol);
 		r->size = size;
