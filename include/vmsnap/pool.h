@@ -40,7 +40,9 @@ typedef uint64_t vms_vol_id;
 typedef struct vms_pool_options {
 	uint32_t block_size;      /* 4096..65536, power of two; 0 = 4096 */
 	int data_checksums;       /* store crc32c of every data block in its parent */
-	uint64_t cache_bytes;     /* bound on the index node cache; 0 = 64 MiB */
+	uint64_t cache_bytes;     /* bound on the index node cache; 0 = 64 MiB.  Format 3
+	                           * pools add a quarter of it for the view cache
+	                           * (resolved block addresses, src/lib/engine/kview.c) */
 	uint32_t commit_interval_ms; /* periodic commit; 0 = 5000, UINT32_MAX = never */
 	uint32_t reserve_blocks;  /* kept free for delete/commit on a full pool; 0 = default */
 	int read_only;            /* vms_pool_open*: never write to the pool (no commit at
@@ -48,8 +50,8 @@ typedef struct vms_pool_options {
 	                           * a file is opened O_RDONLY under a shared lock */
 	uint32_t index;           /* vms_pool_create: VMS_INDEX_RADIX (format version 2,
 	                           * the default) or VMS_INDEX_KEYS (format version 3:
-	                           * versioned keys, docs/design/index-v3.md; not yet
-	                           * complete: see there).  Ignored by open. */
+	                           * versioned keys, docs/design/index-v3.md).  Ignored
+	                           * by open. */
 	int direct_io;            /* vms_pool_*_file: open the file O_DIRECT (qemu's
 	                           * cache=none): data and index I/O bypass the host's
 	                           * page cache; VMS_ENOTSUP where the file system has

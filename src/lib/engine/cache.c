@@ -54,6 +54,7 @@ int cache_init(vms_pool *p, uint64_t cache_bytes)
 	node_cache *c = &p->cache;
 	if (cache_bytes == 0)
 		cache_bytes = 64ull << 20;
+	p->kv_bytes = cache_bytes / 4; /* format 3's view cache (kview.c) */
 	c->max_nodes = cache_bytes / (sizeof(node) + p->bs);
 	if (c->max_nodes < 64)
 		c->max_nodes = 64;

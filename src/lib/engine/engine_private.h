@@ -192,6 +192,9 @@ struct vms_pool {
 	int keys;                        /* versioned-key index (format 3): keys.h, keyvol.c */
 	struct kfam **fams;              /* format 3: the families, sorted by id */
 	int gc_exclusive;                /* the collector's step holds commit_lock exclusively */
+	struct kview *kv;                /* format 3: the view cache (kview.c), made on first use */
+	uint64_t kv_bytes;               /* its bound (0: none) */
+	uint64_t kv_gen;                 /* bumped by every change of what a record reads */
 	size_t nfams, fams_cap;
 
 	/* commit state */

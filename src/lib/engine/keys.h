@@ -211,8 +211,22 @@ int k_snapshot_one(vms_pool *p, vms_vol_id vol, vms_vol_id *out);
 int k_clone(vms_pool *p, vms_vol_id src, vms_vol_id *out);
 int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap);
 void k_deleted(vms_pool *p, const vrec *r);
-/* The block version `id` reads at lblk (*pblk 0: a hole). */
+/* The block version `id` reads at lblk (*pblk 0: a hole), from the view
+ * cache when it has it.  k_lookup_tree searches the key tree (and refreshes
+ * the cache): for a block whose data failed its checksum. */
 int k_lookup(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc);
+int k_lookup_tree(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc);
+
+/* ---- the view cache (kview.c): what a record reads, per block ----------
+ * kv_get: 1 with the cached address, 0 when not cached.  kv_put stores a
+ * lookup's result (the caller checked p->kv_gen did not move during the
+ * lookup).  kv_update: a volume's own key at lblk changed (now pblk, crc);
+ * kv_drop: record rec's view changed as a whole (rollback) or ended. */
+int kv_get(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t *pblk, uint32_t *crc);
+void kv_put(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t crc);
+void kv_update(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t crc);
+void kv_drop(vms_pool *p, uint64_t rec);
+void kv_free(vms_pool *p);
 /* modify_leaf's counterpart: apply op to the claimed blocks [*pos>>bshift, hi). */
 int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t off,
                    uint64_t *pos, uint64_t end, uint64_t hi, wblk *w);

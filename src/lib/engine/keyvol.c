@@ -353,6 +353,7 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 		vol_remove(p, h);
 		return rc;
 	}
+	kv_drop(p, vol);
 	r = vol_find(p, vol);
 	uint64_t ofam = r->fam;
 	interior_of(fam_get(p, ofam), h, r, VREC_HIDDEN | VREC_DELETING);
@@ -374,6 +375,7 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 
 void k_deleted(vms_pool *p, const vrec *r)
 {
+	kv_drop(p, r->id);
 	fam_note(p, fam_get(p, r->fam), r->ver);
 }
 
@@ -411,10 +413,11 @@ static int k_find(vms_pool *p, uint64_t fid, uint32_t v, uint32_t from, uint64_t
 	return x.found;
 }
 
-int k_lookup(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc)
+int k_lookup_tree(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc)
 {
 	vrec *r = vol_find(p, id);
 	kt_val v = {0, 0};
+	uint64_t gen = p->kv_gen;
 	if (!r)
 		return vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)id);
 	int rc = k_find(p, r->fam, r->ver, r->ver, lblk, &v);
@@ -422,7 +425,16 @@ int k_lookup(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t
 		return rc;
 	*pblk = rc ? v.pblk : 0;
 	*crc = rc ? v.crc : 0;
+	if (p->kv_gen == gen) /* no change while the lock was dropped */
+		kv_put(p, id, lblk, *pblk, *crc);
 	return 0;
+}
+
+int k_lookup(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc)
+{
+	if (kv_get(p, id, lblk, pblk, crc))
+		return 0;
+	return k_lookup_tree(p, id, lblk, pblk, crc);
 }
 
 /* ---- writes ----------------------------------------------------------------- */
@@ -462,6 +474,7 @@ static int unmap(vms_pool *p, vms_vol_id id, uint64_t fid, uint32_t L, uint64_t 
 		rc = key_del(p, fid, (kt_key){lblk, L});
 	if (rc < 0)
 		return rc;
+	kv_update(p, id, lblk, 0, 0);
 	vrec *r = vol_find(p, id);
 	if (has_own) {
 		sm_unref(p, own.pblk);
@@ -562,6 +575,7 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 				rc = prc;
 			continue;
 		}
+		kv_update(p, id, key.lblk, b->dst, b->crc);
 		if (in_place)
 			continue;
 		r = vol_find(p, id);

@@ -461,6 +461,7 @@ static void pool_free(vms_pool *p)
 	free(p->free_slots);
 	free(p->claims);
 	fams_free(p);
+	kv_free(p);
 	cw_free(p);
 	if (p->io)
 		p->io->close(p->io);

@@ -585,7 +585,7 @@ static int reread_locked(vms_pool *p, vms_vol_id id, uint8_t *whole, uint64_t vo
 	if (p->keys) {
 		uint64_t b;
 		uint32_t crc;
-		int rc = k_lookup(p, id, lblk, &b, &crc);
+		int rc = k_lookup_tree(p, id, lblk, &b, &crc);
 		if (rc == 0 && b)
 			rc = read_verified(p, whole, b, crc);
 		else if (rc == 0)
