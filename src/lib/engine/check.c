@@ -271,14 +271,24 @@ static int kck_key(void *ctx, kt_key key, kt_val v)
 		kck_log(k, key, v);
 		return 0;
 	}
-	const vt_node *x = vt_find(&k->f->vt, key.ver);
+	int region = key.lblk >= DELTA_BASE; /* (DELTA_BASE + version, lblk) */
+	uint32_t ver = region ? (uint32_t)(key.lblk - DELTA_BASE) : key.ver;
+	uint64_t lblk = region ? key.ver : key.lblk;
+	const vt_node *x = vt_find(&k->f->vt, ver);
 	if (!x) {
 		bad(c, "family %llu: key of block %llu names version %u, which does not exist",
-		    (unsigned long long)k->f->id, (unsigned long long)key.lblk, key.ver);
+		    (unsigned long long)k->f->id, (unsigned long long)lblk, ver);
 		return 0;
 	}
-	kck_push(k, &k->keyed, &k->nkeyed, &k->capkeyed,
-	         (uint64_t)(x - k->f->vt.v) << 40 | key.lblk);
+	if (region) { /* not logged: the region lists them */
+		const vrec *r = vol_find(c->p, x->rec);
+		if (!r || !(r->flags & VREC_DELTA))
+			bad(c, "family %llu: block %llu in the delta region of version %u, which has none",
+			    (unsigned long long)k->f->id, (unsigned long long)lblk, ver);
+	} else {
+		kck_push(k, &k->keyed, &k->nkeyed, &k->capkeyed,
+		         (uint64_t)(x - k->f->vt.v) << 40 | lblk);
+	}
 	k->nkeys[x - k->f->vt.v]++;
 	if (!v.pblk)
 		return 0; /* a tombstone */

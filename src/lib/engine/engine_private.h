@@ -71,6 +71,7 @@
 #define VREC_MERGING    4u             /* format 3: this version's keys are moving into its
                                         * parent's or only child's (klog.c) ... */
 #define VREC_MERGE_DST  8u             /* ... this one's */
+#define VREC_DELTA      32u            /* format 3: its keys may be in its delta region (keys.h) */
 /* Record kinds of format 3 pools besides VMS_VOL_VOLUME / VMS_VOL_SNAPSHOT,
  * never listed (keys.h, docs/design/index-v3.md): */
 #define VREC_FAMILY     16u            /* a family: its key tree (root, depth) */

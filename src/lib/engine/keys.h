@@ -238,6 +238,22 @@ int k_diff(vms_pool *p, vms_vol_id from, vms_vol_id to, vms_extent_cb cb, void *
  * the version's log node number seq. */
 #define LOG_BASE (1ull << 39)
 
+/* A version with VREC_DELTA keeps the keys it writes in its delta region,
+ * (DELTA_BASE + version, lblk) -> (pblk, crc), contiguous and apart from
+ * the family's other keys (docs/design/index-v3.md, "The live version's
+ * keys apart"), until the collector flushes them to (lblk, version).  Data
+ * keys have lblk < DELTA_BASE (and < 2^32: 16 TiB at 4 KiB blocks). */
+#define DELTA_BASE (1ull << 38)
+static inline kt_key delta_key(uint32_t ver, uint64_t lblk)
+{
+	return (kt_key){DELTA_BASE + ver, (uint32_t)lblk};
+}
+/* 0 a data key, 1 a delta-region key, 2 a log key */
+static inline int key_region(uint64_t lblk)
+{
+	return lblk >= LOG_BASE ? 2 : lblk >= DELTA_BASE;
+}
+
 /* Append lblk to version ver's log (before inserting its key). */
 int klog_append(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk);
 /* At a commit's close, before the key trees are finished. */

@@ -203,6 +203,7 @@ int k_vol_create(vms_pool *p, uint64_t size, vms_vol_id *out)
 	if ((rc = ver_new(p, fr, &ver)) < 0)
 		goto fail;
 	r->kind = VMS_VOL_VOLUME;
+	r->flags = VREC_DELTA;
 	r->size = size;
 	r->fam = fid;
 	r->ver = ver;
@@ -224,7 +225,7 @@ fail:
 static void interior_of(kfam *f, vrec *in, const vrec *r, uint8_t flags)
 {
 	in->kind = VREC_INTERIOR;
-	in->flags = flags;
+	in->flags = flags | (r->flags & VREC_DELTA); /* its delta region goes with it */
 	in->fam = r->fam;
 	in->ver = r->ver;
 	in->parent_ver = r->parent_ver;
@@ -268,12 +269,14 @@ static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
 	*frozen = r->ver;
 	r->parent_ver = r->ver;
 	r->ver = lver;
+	r->flags |= VREC_DELTA;
 	r->nkeys = 0;
 	r->log_seq = 0;
 	r->written = 0;
 	vol_mark(p, r);
 	vol_mark(p, in);
 	fam_note(p, f, in->parent_ver); /* its parent may merge with it now */
+	fam_note(p, f, in->ver);        /* its delta region is flushed */
 	return 0;
 }
 
@@ -317,6 +320,7 @@ static int child_of(vms_pool *p, vms_vol_id src, uint8_t kind, vms_vol_id *out)
 	}
 	s = vol_find(p, src);
 	c->kind = kind;
+	c->flags = VREC_DELTA;
 	c->fam = s->fam;
 	c->ver = ver;
 	c->parent_ver = parent;
@@ -325,6 +329,7 @@ static int child_of(vms_pool *p, vms_vol_id src, uint8_t kind, vms_vol_id *out)
 	c->written = kind == VMS_VOL_SNAPSHOT ? written : 0;
 	c->origin = src;
 	vol_mark(p, c);
+	fam_note(p, f, ver); /* its (empty) delta region's flag goes once its parent's has */
 	*out = c->id;
 	return 0;
 }
@@ -361,6 +366,7 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	s = vol_find(p, snap);
 	r->fam = s->fam;
 	r->ver = ver;
+	r->flags |= VREC_DELTA;
 	r->parent_ver = parent;
 	r->size = s->size;
 	r->mapped = s->mapped;
@@ -413,6 +419,33 @@ static int k_find(vms_pool *p, uint64_t fid, uint32_t v, uint32_t from, uint64_t
 	return x.found;
 }
 
+/* The key version v of family fid reads at lblk: in the delta regions of v
+ * (when self) and of its ancestors that have one, nearest first, then among
+ * the data keys of v (when self) and its ancestors (k_find).  The versions
+ * with a region are a suffix of every path (the collector flushes parents
+ * first), so the first key met is the nearest.  1 found (*out; pblk 0 a
+ * tombstone), 0 none.  May drop pool->lock. */
+static int k_resolve(vms_pool *p, uint64_t fid, uint32_t v, int self, uint64_t lblk, kt_val *out)
+{
+	kfam *f = fam_get(p, fid);
+	if (!f)
+		return vms_error_set(VMS_EIO, "internal: family %llu missing", (unsigned long long)fid);
+	for (uint32_t a = v; a;) {
+		const vt_node *x = vt_find(&f->vt, a);
+		const vrec *r = x ? vol_find(p, x->rec) : NULL;
+		if (!r || !(r->flags & VREC_DELTA))
+			break;
+		uint32_t parent = x->parent; /* x may move while the lock drops */
+		if (a != v || self) {
+			int rc = kt_get(p, fid, delta_key(a, lblk), out);
+			if (rc != 0)
+				return rc;
+		}
+		a = parent;
+	}
+	return k_find(p, fid, v, self ? v : v + 1, lblk, out);
+}
+
 int k_lookup_tree(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc)
 {
 	vrec *r = vol_find(p, id);
@@ -420,7 +453,7 @@ int k_lookup_tree(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uin
 	uint64_t gen = p->kv_gen;
 	if (!r)
 		return vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)id);
-	int rc = k_find(p, r->fam, r->ver, r->ver, lblk, &v);
+	int rc = k_resolve(p, r->fam, r->ver, 1, lblk, &v);
 	if (rc < 0)
 		return rc;
 	*pblk = rc ? v.pblk : 0;
@@ -455,23 +488,25 @@ static int key_del(vms_pool *p, uint64_t fid, kt_key k)
 static int unmap(vms_pool *p, vms_vol_id id, uint64_t fid, uint32_t L, uint64_t lblk)
 {
 	kt_val own = {0, 0}, anc = {0, 0};
-	int rc, has_own = kt_get(p, fid, (kt_key){lblk, L}, &own);
+	int delta = !!(vol_find(p, id)->flags & VREC_DELTA);
+	kt_key ok = delta ? delta_key(L, lblk) : (kt_key){lblk, L};
+	int rc, has_own = kt_get(p, fid, ok, &own);
 	if (has_own < 0)
 		return has_own;
 	if (has_own && own.pblk == 0)
 		return 0; /* already a tombstone */
-	int has_anc = k_find(p, fid, L, L + 1, lblk, &anc);
+	int has_anc = k_resolve(p, fid, L, 0, lblk, &anc);
 	if (has_anc < 0)
 		return has_anc;
 	int anc_data = has_anc && anc.pblk;
 	if (!has_own && !anc_data)
 		return 0; /* a hole already */
-	if (anc_data && !has_own && (rc = klog_append(p, fid, L, lblk)) < 0)
+	if (!delta && anc_data && !has_own && (rc = klog_append(p, fid, L, lblk)) < 0)
 		return rc;
 	if (anc_data)
-		rc = key_put(p, fid, (kt_key){lblk, L}, (kt_val){0, 0}, 1);
+		rc = key_put(p, fid, ok, (kt_val){0, 0}, 1);
 	else
-		rc = key_del(p, fid, (kt_key){lblk, L});
+		rc = key_del(p, fid, ok);
 	if (rc < 0)
 		return rc;
 	kv_update(p, id, lblk, 0, 0);
@@ -497,6 +532,7 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 	vrec *r = vol_find(p, id);
 	uint64_t fid = r->fam, lblk0 = *pos >> p->bshift;
 	uint32_t L = r->ver;
+	int delta = !!(r->flags & VREC_DELTA); /* its keys go to its delta region */
 	size_t nw = 0;
 	int rc = 0;
 	if (op == OP_WRITE) {
@@ -520,7 +556,7 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 			continue;
 		}
 		kt_val own = {0, 0}, cur = {0, 0};
-		int has_own = kt_get(p, fid, (kt_key){lblk, L}, &own);
+		int has_own = kt_get(p, fid, delta ? delta_key(L, lblk) : (kt_key){lblk, L}, &own);
 		if (has_own < 0) {
 			rc = has_own;
 			break;
@@ -528,7 +564,7 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 		if (has_own) {
 			cur = own;
 		} else {
-			int found = k_find(p, fid, L, L + 1, lblk, &cur);
+			int found = k_resolve(p, fid, L, 0, lblk, &cur);
 			if (found < 0) {
 				rc = found;
 				break;
@@ -559,13 +595,14 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 	for (size_t k = 0; k < nw; k++) {
 		wblk *b = &w[k];
 		int in_place = b->dst == b->own && b->own;
-		kt_key key = {lblk0 + b->i, L};
+		uint64_t lblk = lblk0 + b->i;
+		kt_key key = delta ? delta_key(L, lblk) : (kt_key){lblk, L};
 		if (!b->done) {
 			if (!in_place)
 				sm_unref(p, b->dst);
 			continue;
 		}
-		int prc = b->had_own ? 0 : klog_append(p, fid, L, key.lblk);
+		int prc = b->had_own || delta ? 0 : klog_append(p, fid, L, lblk);
 		if (prc == 0)
 			prc = key_put(p, fid, key, (kt_val){b->dst, b->crc}, 0);
 		if (prc < 0) {
@@ -575,7 +612,7 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 				rc = prc;
 			continue;
 		}
-		kv_update(p, id, key.lblk, b->dst, b->crc);
+		kv_update(p, id, lblk, b->dst, b->crc);
 		if (in_place)
 			continue;
 		r = vol_find(p, id);
@@ -747,6 +784,58 @@ static const vrec *readable(vms_pool *p, vms_vol_id id)
 	return r;
 }
 
+typedef struct rgather {
+	gbatch *b;
+	uint32_t w;
+} rgather;
+
+static int region_cb(void *ctx, kt_key k, kt_val v)
+{
+	rgather *g = ctx;
+	gbatch *b = g->b;
+	if (b->n == b->cap && array_grow(&b->v, &b->cap, sizeof(*b->v)) < 0)
+		return VMS_ENOMEM;
+	b->v[b->n++] = (gkey){(kt_key){k.ver, g->w}, v};
+	return 0;
+}
+
+static int gkey_cmp(const void *a, const void *b)
+{
+	return kt_cmp(((const gkey *)a)->k, ((const gkey *)b)->k);
+}
+
+/* Add to batch b, as data keys, the delta-region keys of lblks [lo, hi) of
+ * f's versions that have a region; sort; keep one of two equal keys (a key
+ * being flushed is in both places, with the same value). */
+static int add_regions(vms_pool *p, kfam *f, gbatch *b, uint64_t lo, uint64_t hi)
+{
+	size_t n = vt_count(&f->vt), m = 0;
+	uint32_t *w = malloc((n + 1) * sizeof(*w));
+	int rc = 0;
+	if (!w)
+		return vms_error_set(VMS_ENOMEM, "out of memory for a scan");
+	for (size_t i = 0; i < n; i++) { /* first: a walk may drop the lock */
+		const vrec *r = vol_find(p, f->vt.v[i].rec);
+		if (r && (r->flags & VREC_DELTA))
+			w[m++] = f->vt.v[i].ver;
+	}
+	for (size_t j = 0; rc >= 0 && j < m; j++) {
+		rgather g = {b, w[j]};
+		kt_key to = hi > UINT32_MAX ? (kt_key){DELTA_BASE + w[j] + 1, 0} : delta_key(w[j], hi);
+		rc = kt_walk(p, f->id, delta_key(w[j], lo), to, region_cb, &g);
+	}
+	free(w);
+	if (rc < 0 || m == 0 || b->n == 0)
+		return rc < 0 ? rc : 0;
+	qsort(b->v, b->n, sizeof(*b->v), gkey_cmp);
+	size_t k = 0;
+	for (size_t i = 0; i < b->n; i++)
+		if (k == 0 || kt_cmp(b->v[k - 1].k, b->v[i].k) != 0)
+			b->v[k++] = b->v[i];
+	b->n = k;
+	return 0;
+}
+
 static int scan_family(kscan *s)
 {
 	vms_pool *p = s->p;
@@ -762,11 +851,13 @@ static int scan_family(kscan *s)
 		else if (!f)
 			rc = vms_error_set(VMS_EIO, "internal: family %llu missing", (unsigned long long)s->fam);
 		else
-			rc = kt_walk(p, s->fam, (kt_key){cursor, 0}, (kt_key){LOG_BASE, 0}, gather_cb, &b);
+			rc = kt_walk(p, s->fam, (kt_key){cursor, 0}, (kt_key){DELTA_BASE, 0}, gather_cb, &b);
 		if (rc >= 0) {
 			more = rc == 1;
+			rc = add_regions(p, f, &b, cursor, more ? b.stop_lblk : UINT64_MAX);
 			cursor = b.stop_lblk;
-			rc = 0;
+		}
+		if (rc >= 0) {
 			for (size_t i = 0, e; rc == 0 && i < b.n; i = e) {
 				for (e = i + 1; e < b.n && b.v[e].k.lblk == b.v[i].k.lblk; e++)
 					;
@@ -879,8 +970,7 @@ static int diff_group(kscan *s, kfam *f, const gkey *k, size_t n)
 		resolve_in(f, k, n, vb, &pb);
 	} else { /* the other family: a lookup (may drop pool->lock; k is ours) */
 		kt_val v = {0, 0};
-		int rc = k_find(p, f->id == fa ? fb : fa, f->id == fa ? vb : va,
-		                f->id == fa ? vb : va, lblk, &v);
+		int rc = k_resolve(p, f->id == fa ? fb : fa, f->id == fa ? vb : va, 1, lblk, &v);
 		if (rc < 0)
 			return rc;
 		*(f->id == fa ? &pb : &pa) = rc ? v.pblk : 0;

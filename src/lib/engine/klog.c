@@ -419,6 +419,116 @@ static int unlogged(kfam *f, uint32_t ver, uint64_t nkeys)
 	                     (unsigned long long)nkeys);
 }
 
+/* ---- delta regions (keys.h) ------------------------------------------------ */
+
+#define REGION_BATCH 256u
+
+typedef struct rkeys {
+	uint64_t lblk[REGION_BATCH];
+	kt_val v[REGION_BATCH];
+	unsigned n;
+} rkeys;
+
+static int rkeys_cb(void *ctx, kt_key k, kt_val v)
+{
+	rkeys *b = ctx;
+	b->lblk[b->n] = k.ver;
+	b->v[b->n++] = v;
+	return b->n == REGION_BATCH;
+}
+
+/* The first keys of version ver's delta region, copied (up to a batch). */
+static int region_first(vms_pool *p, kfam *f, uint32_t ver, rkeys *b)
+{
+	b->n = 0;
+	int rc = kt_walk(p, f->id, delta_key(ver, 0), (kt_key){DELTA_BASE + ver + 1, 0}, rkeys_cb, b);
+	return rc < 0 ? rc : 0;
+}
+
+/* Version ver has no delta region any more: the flag goes, and its
+ * children (whose flush waited for it), its parent and itself get looked at. */
+static void region_done(vms_pool *p, kfam *f, uint32_t ver)
+{
+	vrec *r = ver_rec(p, f, ver);
+	const vt_node *x = vt_find(&f->vt, ver);
+	if (r) {
+		r->flags &= (uint8_t)~VREC_DELTA;
+		vol_mark(p, r);
+	}
+	uint32_t kids[64];
+	int n = x ? vt_children(&f->vt, ver, kids, 64) : 0;
+	for (int i = 0; i < n && i < 64; i++)
+		fam_note(p, f, kids[i]);
+	if (n > 64) /* rare: look at every version */
+		for (size_t i = 0; i < vt_count(&f->vt); i++)
+			fam_note(p, f, f->vt.v[i].ver);
+	if (x && x->parent)
+		fam_note(p, f, x->parent);
+	fam_note(p, f, ver);
+}
+
+/*
+ * Flush a batch of version ver's delta region into its data keys: each
+ * (DELTA + ver, lblk) becomes (lblk, ver), logged; readers look in the
+ * region first, then at the data keys, and see the one or the other (same
+ * value).  The step holds commit_lock shared, so no commit sees both; a
+ * step that fails between the two finds the data key done and only drops
+ * the region's.  Then the flag goes (region_done).
+ */
+static int flush_step(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
+{
+	rkeys b;
+	int rc = room(p, p->reserve / 2, "flushing a version's keys");
+	if (rc < 0 || (rc = region_first(p, f, ver, &b)) < 0)
+		return rc;
+	if (b.n == 0) {
+		region_done(p, f, ver);
+		return 1;
+	}
+	for (unsigned i = 0; i < b.n; i++) {
+		kt_key dk = {b.lblk[i], ver}, rk = delta_key(ver, b.lblk[i]);
+		kt_val old = {0, 0};
+		if ((rc = append_locked(p, f, ver, b.lblk[i])) < 0 ||
+		    (rc = kt_prepare(p, f->id, dk)) < 0 ||
+		    (rc = kt_put(p, f->id, dk, b.v[i], 1, &old)) < 0)
+			return rc;
+		if (rc == 1) { /* it was there: from an earlier try, or an older data key */
+			if (old.pblk && old.pblk != b.v[i].pblk)
+				*freed += (uint64_t)sm_unref(p, old.pblk);
+			count_keys(p, f, ver, -1);
+		}
+		if ((rc = kt_prepare(p, f->id, rk)) < 0 || (rc = kt_del(p, f->id, rk, NULL)) < 0)
+			return rc;
+	}
+	return 1;
+}
+
+/* A deleted version's delta region: nothing reads it; a batch of its keys
+ * dropped and their blocks freed, then the flag goes. */
+static int region_drop(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
+{
+	rkeys b;
+	int rc = region_first(p, f, ver, &b);
+	if (rc < 0)
+		return rc;
+	if (b.n == 0) {
+		region_done(p, f, ver);
+		return 1;
+	}
+	for (unsigned i = 0; i < b.n; i++) {
+		kt_key rk = delta_key(ver, b.lblk[i]);
+		kt_val old = {0, 0};
+		if ((rc = kt_prepare(p, f->id, rk)) < 0 || (rc = kt_del(p, f->id, rk, &old)) < 0)
+			return rc;
+		if (rc == 1) {
+			if (old.pblk)
+				*freed += (uint64_t)sm_unref(p, old.pblk);
+			count_keys(p, f, ver, -1);
+		}
+	}
+	return 1;
+}
+
 /* A version no one reads through and without children: its keys, one
  * log node per call, then its log and itself. */
 static int reap_leaf(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
@@ -427,7 +537,12 @@ static int reap_leaf(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
 	uint64_t blk = 0, *l = NULL;
 	unsigned cnt = 0;
 	int rc = room(p, 0, "reclaiming a version");
-	if (rc < 0 || (rc = log_first_entries(p, f->id, ver, &seq, &blk, &l, &cnt)) < 0)
+	if (rc < 0)
+		return rc;
+	vrec *rv = ver_rec(p, f, ver);
+	if (rv && (rv->flags & VREC_DELTA))
+		return region_drop(p, f, ver, freed);
+	if ((rc = log_first_entries(p, f->id, ver, &seq, &blk, &l, &cnt)) < 0)
 		return rc;
 	if (rc == 1) {
 		for (unsigned i = 0; rc >= 0 && i < cnt; i++)
@@ -568,6 +683,16 @@ static int examine(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
 	if (!x)
 		return 0;
 	vrec *r = vol_find(p, x->rec);
+	if (r && (r->flags & VREC_DELTA) && !is_live(r)) {
+		/* its delta region first: dropped when nothing reads it, else
+		 * flushed once its parent has none (parents first) */
+		if (x->nchildren == 0 && !is_reader(r))
+			return reap_leaf(p, f, v, freed);
+		vrec *pr = x->parent ? ver_rec(p, f, x->parent) : NULL;
+		if (pr && (pr->flags & VREC_DELTA))
+			return 0; /* the parent's flush notes v */
+		return flush_step(p, f, v, freed);
+	}
 	if (is_reader(r))
 		return 0;
 	if (x->nchildren == 0)
@@ -576,6 +701,8 @@ static int examine(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
 		uint32_t c = 0;
 		vt_children(&f->vt, v, &c, 1);
 		vrec *cr = ver_rec(p, f, c);
+		if (cr && (cr->flags & VREC_DELTA) && !is_live(cr))
+			return 0; /* the child's flush first (it notes v when done) */
 		if (!is_live(cr)) {
 			/* the child's keys move up.  Not the other way even when the
 			 * parent holds fewer: putting (lblk, child) and then deleting

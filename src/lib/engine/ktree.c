@@ -607,9 +607,10 @@ int kt_put(vms_pool *p, uint64_t fam, kt_key k, kt_val v, int use_reserve, kt_va
 	for (;;) {
 		node *n = pa.n[l], *right;
 		unsigned cnt = kcount(n->data), split = (kcap(p, l) + 1) / 2;
-		/* A key past the last key of its level, or past the last data key
-		 * (the version logs' keys, keys.h LOG_BASE, follow every data key),
-		 * splits where it goes, so appending fills nodes completely. */
+		/* A key past the last key of its level, or past the last key of
+		 * its region (data keys, then delta regions, then the version logs'
+		 * keys: keys.h), splits where it goes, so appending fills nodes
+		 * completely. */
 		kt_key next = {LOG_BASE, 0}; /* the key after this node's: none = as a log key */
 		if (at < cnt)
 			next = key_at(n->data, l, at);
@@ -618,7 +619,7 @@ int kt_put(vms_pool *p, uint64_t fam, kt_key k, kt_val v, int use_reserve, kt_va
 				next = key_at(pa.n[j]->data, j, pa.i[j] + 1);
 				break;
 			}
-		int data_end = ins.lblk < LOG_BASE && next.lblk >= LOG_BASE;
+		int data_end = key_region(ins.lblk) < key_region(next.lblk);
 		if (at == cnt && (rightmost[l] || data_end))
 			split = kcap(p, l);
 		else if (data_end)

@@ -573,8 +573,9 @@ static int smap_page_load(vms_pool *p, uint64_t j, const uint8_t *payload)
 static int vrec_valid(const vms_pool *p, const vrec *r)
 {
 	if ((r->root && (r->root < 2 || r->root >= p->total_blocks)) || r->id >= p->next_id ||
-	    (r->flags & ~(VREC_DELETING | VREC_HIDDEN | VREC_MERGING | VREC_MERGE_DST)) || r->depth > MAX_DEPTH ||
-	    ((r->flags & (VREC_MERGING | VREC_MERGE_DST)) && !p->keys))
+	    (r->flags & ~(VREC_DELETING | VREC_HIDDEN | VREC_MERGING | VREC_MERGE_DST | VREC_DELTA)) ||
+	    r->depth > MAX_DEPTH ||
+	    ((r->flags & (VREC_MERGING | VREC_MERGE_DST | VREC_DELTA)) && !p->keys))
 		return 0;
 	if (r->kind == VREC_FAMILY)
 		return p->keys && r->fam == 0 && r->size == 0 && (r->root == 0) == (r->depth == 0) &&
