@@ -160,6 +160,10 @@ typedef struct vrec {
 	                                  * (ids decrease) */
 	uint64_t nkeys;                  /* keys held: by the version, or in the family */
 	uint32_t log_seq;                /* log nodes handed out to the version (klog.c) */
+	/* in memory only: format 3's view cache (kview.c).  This record, a new
+	 * snapshot or clone, read what record kv_src read when p->kv_gen was
+	 * kv_src_gen; 0: no such source */
+	uint64_t kv_src, kv_src_gen;
 } vrec;
 
 typedef struct vindex {                  /* id -> slot, sorted by id */

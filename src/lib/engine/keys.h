@@ -226,6 +226,10 @@ int kv_get(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t *pblk, uint32_t *c
 void kv_put(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t crc);
 void kv_update(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t crc);
 void kv_drop(vms_pool *p, uint64_t rec);
+/* kv_get of what record rec read when p->kv_gen was gen: 0 when its chunk
+ * changed since (or is not cached). */
+int kv_get_as_of(vms_pool *p, uint64_t rec, uint64_t gen, uint64_t lblk, uint64_t *pblk,
+                 uint32_t *crc);
 void kv_free(vms_pool *p);
 /* modify_leaf's counterpart: apply op to the claimed blocks [*pos>>bshift, hi). */
 int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t off,

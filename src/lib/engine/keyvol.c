@@ -328,6 +328,8 @@ static int child_of(vms_pool *p, vms_vol_id src, uint8_t kind, vms_vol_id *out)
 	c->mapped = s->mapped;
 	c->written = kind == VMS_VOL_SNAPSHOT ? written : 0;
 	c->origin = src;
+	c->kv_src = src;        /* it reads what src reads now (kview.c) */
+	c->kv_src_gen = p->kv_gen;
 	vol_mark(p, c);
 	fam_note(p, f, ver); /* its (empty) delta region's flag goes once its parent's has */
 	*out = c->id;
@@ -373,6 +375,8 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	r->written = 0;
 	r->nkeys = 0;
 	r->log_seq = 0;
+	r->kv_src = snap; /* it reads what snap reads now (kview.c) */
+	r->kv_src_gen = p->kv_gen;
 	vol_mark(p, r);
 	vol_mark(p, h);
 	fam_note(p, fam_get(p, ofam), h->ver);
@@ -463,11 +467,29 @@ int k_lookup_tree(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uin
 	return 0;
 }
 
+/* From the view cache when it has the block.  A new snapshot or clone with
+ * no key of its own there reads what its source read when it was made:
+ * the source's entry serves while its chunk has not changed since. */
 int k_lookup(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uint32_t *crc)
 {
 	if (kv_get(p, id, lblk, pblk, crc))
 		return 0;
-	return k_lookup_tree(p, id, lblk, pblk, crc);
+	vrec *r = vol_find(p, id);
+	if (!r || !r->kv_src || !kv_get_as_of(p, r->kv_src, r->kv_src_gen, lblk, pblk, crc))
+		return k_lookup_tree(p, id, lblk, pblk, crc);
+	if (r->kind == VMS_VOL_VOLUME && (r->flags & VREC_DELTA)) { /* its own writes first */
+		uint64_t fam = r->fam, gen = p->kv_gen;
+		kt_val v = {0, 0};
+		int rc = kt_get(p, fam, delta_key(r->ver, lblk), &v); /* may drop the lock */
+		if (rc < 0)
+			return rc;
+		if (rc == 1 || p->kv_gen != gen) /* its own, or a change meanwhile */
+			return k_lookup_tree(p, id, lblk, pblk, crc);
+	} else if (r->kind == VMS_VOL_VOLUME || r->nkeys) { /* keys of its own elsewhere */
+		return k_lookup_tree(p, id, lblk, pblk, crc);
+	}
+	kv_put(p, id, lblk, *pblk, *crc);
+	return 0;
 }
 
 /* ---- writes ----------------------------------------------------------------- */

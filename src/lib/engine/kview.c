@@ -24,6 +24,14 @@
  *     collector's merges move keys without changing their values and free
  *     only keys no reader resolves to; a merge's takeover gives a snapshot
  *     record a new version id with the same view.
+ * A new snapshot or clone reads what its source volume read at that moment
+ * (k_snapshot_one, k_clone: rec->kv_src, kv_src_gen), so the source's
+ * entries serve it for every chunk the source has not changed since: each
+ * chunk keeps the kv_gen of its last change (or of its making, which may
+ * follow a change not seen), and a source's rollback or delete drops its
+ * chunks.  A live clone or snapshot has no keys of its own at first; a
+ * clone's writes are its own delta-region keys, checked before (k_lookup).
+ *
  * A lookup that filled an entry may have dropped pool->lock to load nodes,
  * and a write meanwhile may have changed the block after the lookup saw
  * it: every change bumps p->kv_gen (kept in the pool, so that it counts
@@ -47,6 +55,7 @@
 typedef struct kv_chunk {
 	uint64_t c;                      /* chunk index: blocks [c * KV_N, +KV_N) */
 	uint64_t valid;                  /* bit i: entry i holds what the record reads */
+	uint64_t wgen;                   /* kv_gen at its last change or its making */
 	uint32_t next;                   /* hash chain (slot index, KV_END) */
 	uint8_t ref;                     /* CLOCK: used since the hand last passed */
 	uint8_t pblk[KV_N][5];           /* u40 pool block, 0 = reads as zeros */
@@ -174,6 +183,7 @@ void kv_put(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t cr
 		v->rec[s] = rec;
 		k->c = c;
 		k->valid = 0;
+		k->wgen = p->kv_gen;
 		k->ref = 1;
 		uint32_t *b = &v->bucket[hash(v, rec, c)];
 		k->next = *b;
@@ -194,6 +204,7 @@ void kv_update(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t
 		put40(k->pblk[i], pblk);
 		k->crc[i] = crc;
 		k->valid |= UINT64_C(1) << i;
+		k->wgen = p->kv_gen;
 	}
 }
 
@@ -206,4 +217,16 @@ void kv_drop(vms_pool *p, uint64_t rec)
 	for (uint32_t s = 0; s < v->nslots && v->used; s++)
 		if (v->rec[s] == rec)
 			unlink_slot(v, s);
+}
+
+int kv_get_as_of(vms_pool *p, uint64_t rec, uint64_t gen, uint64_t lblk, uint64_t *pblk,
+                 uint32_t *crc)
+{
+	kv_chunk *k = find(p->kv, rec, lblk >> KV_SHIFT);
+	unsigned i = (unsigned)(lblk & (KV_N - 1));
+	if (!k || k->wgen > gen || !(k->valid >> i & 1))
+		return 0;
+	*pblk = get40(k->pblk[i]);
+	*crc = k->crc[i];
+	return 1;
 }
