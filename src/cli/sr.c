@@ -163,8 +163,8 @@ const cli_command cli_sr_commands[] = {
 	 "reflink (a directory on XFS/btrfs/OCFS2)",
 	 2, 2, create_opts,
 	 "native index: radix (format 2, the default) or keys (format 3: versioned keys, index\n"
-	 "metadata under 1% of the data rewritten between snapshots, slower writes deep in a\n"
-	 "history; docs/design/index-v3.md)\n"
+	 "metadata under 1% of the data rewritten between snapshots; blocks overwritten after\n"
+	 "a volume's last snapshot are freed at its next one; docs/design/index-v3.md)\n"
 	 "examples:\n"
 	 "  vmsnap sr create sr1 --type native --size 10G /var/lib/vmsnap/sr1\n"
 	 "  vmsnap sr create fast --size 100G -O block_size=16384 -O checksums=off /srv/fast\n"
