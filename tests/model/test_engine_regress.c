@@ -257,4 +257,48 @@ TEST(shrinking_drops_the_index_nodes_past_the_end)
 	unlink(path);
 }
 
+/* Found by running the suite with format 3 as the SR default
+ * (tests/integration/test_fault_daemon.sh, part B): after a volume's last
+ * snapshot was deleted, the frozen version it left kept its keys while its
+ * only child was the live volume, so the blocks the volume overwrote were
+ * not freed until its next snapshot, and rewriting a disk on a full pool
+ * failed with ENOSPC where format 2 frees them. */
+TEST(rewriting_after_deleting_the_last_snapshot_frees_space_format_3)
+{
+	char path[128];
+	vms_pool *pool = NULL;
+	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS};
+	REQUIRE(model_pool_path(path, sizeof(path), "regress") == 0);
+	REQUIRE(vms_pool_create_file(&pool, path, 14ull << 20, &o) == 0);
+	static unsigned char buf[1 << 20], got[1 << 20];
+	vms_vol_id vol, snap;
+	CHECK_OK(vms_vol_create(&vol, pool, 8 << 20));
+	for (int pass = 0; pass < 3; pass++) {
+		memset(buf, 0x30 + pass, sizeof(buf));
+		if (pass == 1) { /* the disk is in the snapshot: rewriting it needs the space back */
+			CHECK_OK(vms_vol_snapshot(&snap, pool, &vol, 1));
+			CHECK_OK(vms_vol_delete(pool, snap));
+			CHECK_OK(vms_pool_reap_wait(pool));
+		}
+		for (int i = 0; i < 8; i++) { /* a MiB at a time: freed blocks come back at commits */
+			int rc = vms_vol_write(pool, vol, buf, sizeof(buf), (uint64_t)i << 20, 0);
+			if (rc == VMS_ENOSPC) { /* the collector may still be at it */
+				CHECK_OK(vms_pool_reap_wait(pool));
+				CHECK_OK(vms_pool_commit(pool));
+				rc = vms_vol_write(pool, vol, buf, sizeof(buf), (uint64_t)i << 20, 0);
+			}
+			CHECK_OK(rc);
+			CHECK_OK(vms_pool_commit(pool));
+		}
+		for (int i = 0; i < 8; i++) {
+			CHECK_OK(vms_vol_read(pool, vol, got, sizeof(got), (uint64_t)i << 20));
+			CHECK(memcmp(got, buf, sizeof(buf)) == 0);
+		}
+	}
+	CHECK_OK(vms_pool_reap_wait(pool));
+	CHECK(pool_clean(pool));
+	CHECK_OK(vms_pool_close(pool));
+	unlink(path);
+}
+
 TEST_MAIN()

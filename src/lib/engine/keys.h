@@ -192,6 +192,9 @@ typedef struct kfam {
 	uint32_t *todo;                  /* versions the collector should look at (a stack) */
 	size_t ntodo, todo_cap;
 	uint32_t msrc, mdst;             /* the merge in progress: msrc's keys into mdst */
+	uint32_t shadow_ver, shadow_child; /* the shadow pass (klog.c) in progress or done ... */
+	uint64_t shadow_next;            /* ... its next lblk in the child's region */
+	int shadow_done;
 	int log_busy;                    /* a log operation runs (it may drop pool->lock) */
 	unsigned log_waiters;            /* threads waiting for it (on pool->claim_cv) */
 } kfam;
@@ -257,6 +260,12 @@ static inline int key_region(uint64_t lblk)
 {
 	return lblk >= LOG_BASE ? 2 : lblk >= DELTA_BASE;
 }
+
+/* Live version ver has just put its own key at lblk: when its parent is
+ * no reader and ver its only child, the parent's key there is garbage
+ * (dropped, its block freed).  Best effort: the collector finds what is
+ * left when the parent merges. */
+void klog_shadowed(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk);
 
 /* Append lblk to version ver's log (before inserting its key). */
 int klog_append(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk);

@@ -532,6 +532,8 @@ static int unmap(vms_pool *p, vms_vol_id id, uint64_t fid, uint32_t L, uint64_t 
 	if (rc < 0)
 		return rc;
 	kv_update(p, id, lblk, 0, 0);
+	if (delta && !has_own && anc_data)
+		klog_shadowed(p, fid, L, lblk);
 	vrec *r = vol_find(p, id);
 	if (has_own) {
 		sm_unref(p, own.pblk);
@@ -635,6 +637,8 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 			continue;
 		}
 		kv_update(p, id, lblk, b->dst, b->crc);
+		if (delta && !b->had_own)
+			klog_shadowed(p, fid, L, lblk);
 		if (in_place)
 			continue;
 		r = vol_find(p, id);

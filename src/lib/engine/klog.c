@@ -529,6 +529,99 @@ static int region_drop(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
 	return 1;
 }
 
+/* ---- keys a live only child shadows -------------------------------------------
+ *
+ * A version P that no one reads (its snapshot was deleted) whose only child
+ * is a live volume L: a key of P at a block where L has a key of its own
+ * is read by no one (L's key comes first for L and for all that a later
+ * snapshot freezes from it).  Merges wait while the child is live, so
+ * without this the blocks L overwrote after P's last snapshot would stay
+ * allocated until L's next snapshot.  The collector drops them once per
+ * (P, L) over L's delta region; a write of L that puts a new key of its
+ * own drops P's at once (klog_shadowed). */
+
+/* P's keys L shadows are garbage: P is no reader, has no delta region, is
+ * not merging and has keys; its only child *child is a live volume with a
+ * delta region. */
+static int shadows(vms_pool *p, kfam *f, const vt_node *x, uint32_t *child)
+{
+	vrec *r = vol_find(p, x->rec);
+	if (!r || is_reader(r) || (r->flags & (VREC_DELTA | VREC_MERGING | VREC_MERGE_DST)) ||
+	    !r->nkeys || x->nchildren != 1)
+		return 0;
+	uint32_t c = 0;
+	vt_children(&f->vt, x->ver, &c, 1);
+	vrec *cr = ver_rec(p, f, c);
+	if (!is_live(cr) || !(cr->flags & VREC_DELTA))
+		return 0;
+	*child = c;
+	return 1;
+}
+
+/* Drop P's key at lblk (if any) and free its block.  log_lock held. */
+static int shadow_drop(vms_pool *p, kfam *f, uint32_t parent, uint64_t lblk, uint64_t *freed)
+{
+	kt_key k = {lblk, parent};
+	kt_val old = {0, 0};
+	int rc = kt_get(p, f->id, k, &old);
+	if (rc <= 0)
+		return rc;
+	if ((rc = kt_prepare(p, f->id, k)) < 0 || (rc = kt_del(p, f->id, k, &old)) < 0)
+		return rc;
+	if (rc == 1) {
+		if (old.pblk)
+			*freed += (uint64_t)sm_unref(p, old.pblk);
+		count_keys(p, f, parent, -1);
+	}
+	return 0;
+}
+
+/* One batch of the pass over child c's region for version v. */
+static int shadow_step(vms_pool *p, kfam *f, uint32_t v, uint32_t c, uint64_t *freed)
+{
+	rkeys b;
+	int rc = room(p, 0, "dropping keys a volume overwrote");
+	if (rc < 0)
+		return rc;
+	if (f->shadow_ver != v || f->shadow_child != c) {
+		f->shadow_ver = v;
+		f->shadow_child = c;
+		f->shadow_next = 0;
+		f->shadow_done = 0;
+	}
+	b.n = 0;
+	if ((rc = kt_walk(p, f->id, delta_key(c, f->shadow_next), (kt_key){DELTA_BASE + c + 1, 0},
+	                  rkeys_cb, &b)) < 0)
+		return rc;
+	if (b.n == 0) {
+		f->shadow_done = 1; /* new keys of c drop theirs as they come */
+		return 1;
+	}
+	for (unsigned i = 0; i < b.n; i++)
+		if ((rc = shadow_drop(p, f, v, b.lblk[i], freed)) < 0)
+			return rc;
+	f->shadow_next = b.lblk[b.n - 1] + 1;
+	return 1;
+}
+
+void klog_shadowed(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk)
+{
+	kfam *f = fam_get(p, fid);
+	const vt_node *x = f ? vt_find(&f->vt, ver) : NULL;
+	const vt_node *px = x && x->parent ? vt_find(&f->vt, x->parent) : NULL;
+	uint32_t c = 0;
+	uint64_t freed = 0;
+	if (!px || !shadows(p, f, px, &c) || c != ver)
+		return; /* the usual case: a snapshot still reads the parent */
+	uint32_t parent = px->ver;
+	log_lock(p, f); /* not within a collector step (which moves keys) */
+	x = vt_find(&f->vt, ver);
+	px = x && x->parent == parent ? vt_find(&f->vt, parent) : NULL;
+	if (px && shadows(p, f, px, &c) && c == ver)
+		(void)shadow_drop(p, f, parent, lblk, &freed); /* on failure the garbage waits */
+	log_unlock(p, f);
+}
+
 /* A version no one reads through and without children: its keys, one
  * log node per call, then its log and itself. */
 static int reap_leaf(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
@@ -715,6 +808,10 @@ static int examine(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
 		}
 		if (r && r->nkeys == 0 && x->parent)
 			return splice(p, f, x);
+		uint32_t sc = 0;
+		if (shadows(p, f, x, &sc) &&
+		    !(f->shadow_done && f->shadow_ver == v && f->shadow_child == sc))
+			return shadow_step(p, f, v, sc, freed);
 	}
 	if (r && (r->flags & VREC_DELETING)) { /* must stay: a hidden interior now */
 		r->kind = VREC_INTERIOR;
