@@ -18,6 +18,16 @@ static vms_pool *fresh_pool(char *path, size_t cap, uint64_t size)
 	return pool;
 }
 
+/* The same with the versioned-key index (format 3). */
+static vms_pool *fresh_keys_pool(char *path, size_t cap, uint64_t size)
+{
+	vms_pool *pool = NULL;
+	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS};
+	if (model_pool_path(path, cap, "regress") < 0 || vms_pool_create_file(&pool, path, size, &o) < 0)
+		return NULL;
+	return pool;
+}
+
 static vms_pool *reopen(vms_pool *pool, const char *path)
 {
 	vms_pool_options o = {.commit_interval_ms = UINT32_MAX};
@@ -187,10 +197,8 @@ TEST(failed_write_keeps_the_old_data_with_checksums)
 TEST(zeroes_after_a_partial_block_over_a_tombstone_reach_the_end)
 {
 	char path[128];
-	vms_pool *pool = NULL;
-	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS};
-	REQUIRE(model_pool_path(path, sizeof(path), "regress") == 0);
-	REQUIRE(vms_pool_create_file(&pool, path, 64ull << 20, &o) == 0);
+	vms_pool *pool = fresh_keys_pool(path, sizeof(path), 64ull << 20);
+	REQUIRE(pool);
 	enum { BS = 4096, N = 4 };
 	const uint64_t at = 254 * (uint64_t)BS; /* block 254 ends the first chunk */
 	static unsigned char buf[N * BS], got[N * BS], zero[N * BS];
@@ -266,10 +274,8 @@ TEST(shrinking_drops_the_index_nodes_past_the_end)
 TEST(rewriting_after_deleting_the_last_snapshot_frees_space_format_3)
 {
 	char path[128];
-	vms_pool *pool = NULL;
-	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS};
-	REQUIRE(model_pool_path(path, sizeof(path), "regress") == 0);
-	REQUIRE(vms_pool_create_file(&pool, path, 14ull << 20, &o) == 0);
+	vms_pool *pool = fresh_keys_pool(path, sizeof(path), 14ull << 20);
+	REQUIRE(pool);
 	static unsigned char buf[1 << 20], got[1 << 20];
 	vms_vol_id vol, snap;
 	CHECK_OK(vms_vol_create(&vol, pool, 8 << 20));

@@ -275,8 +275,9 @@ static void count_keys(vms_pool *p, kfam *f, uint32_t ver, int64_t d)
 	}
 }
 
-/* Remove key (lblk, ver) and free its block. */
-static int drop_key(vms_pool *p, kfam *f, kt_key k, uint64_t *freed)
+/* Remove key k, one of version ver's (a data key or in its delta region),
+ * and free its block. */
+static int drop_key_of(vms_pool *p, kfam *f, kt_key k, uint32_t ver, uint64_t *freed)
 {
 	kt_val old = {0, 0};
 	int rc = kt_prepare(p, f->id, k);
@@ -286,8 +287,14 @@ static int drop_key(vms_pool *p, kfam *f, kt_key k, uint64_t *freed)
 		return rc;
 	if (old.pblk)
 		*freed += (uint64_t)sm_unref(p, old.pblk);
-	count_keys(p, f, k.ver, -1);
+	count_keys(p, f, ver, -1);
 	return 0;
+}
+
+/* Remove data key (lblk, ver) and free its block. */
+static int drop_key(vms_pool *p, kfam *f, kt_key k, uint64_t *freed)
+{
+	return drop_key_of(p, f, k, k.ver, freed);
 }
 
 /* Move key (lblk, from) to (lblk, to); a key already at `to` is freed
@@ -515,17 +522,9 @@ static int region_drop(vms_pool *p, kfam *f, uint32_t ver, uint64_t *freed)
 		region_done(p, f, ver);
 		return 1;
 	}
-	for (unsigned i = 0; i < b.n; i++) {
-		kt_key rk = delta_key(ver, b.lblk[i]);
-		kt_val old = {0, 0};
-		if ((rc = kt_prepare(p, f->id, rk)) < 0 || (rc = kt_del(p, f->id, rk, &old)) < 0)
+	for (unsigned i = 0; i < b.n; i++)
+		if ((rc = drop_key_of(p, f, delta_key(ver, b.lblk[i]), ver, freed)) < 0)
 			return rc;
-		if (rc == 1) {
-			if (old.pblk)
-				*freed += (uint64_t)sm_unref(p, old.pblk);
-			count_keys(p, f, ver, -1);
-		}
-	}
 	return 1;
 }
 
@@ -562,18 +561,8 @@ static int shadows(vms_pool *p, kfam *f, const vt_node *x, uint32_t *child)
 static int shadow_drop(vms_pool *p, kfam *f, uint32_t parent, uint64_t lblk, uint64_t *freed)
 {
 	kt_key k = {lblk, parent};
-	kt_val old = {0, 0};
-	int rc = kt_get(p, f->id, k, &old);
-	if (rc <= 0)
-		return rc;
-	if ((rc = kt_prepare(p, f->id, k)) < 0 || (rc = kt_del(p, f->id, k, &old)) < 0)
-		return rc;
-	if (rc == 1) {
-		if (old.pblk)
-			*freed += (uint64_t)sm_unref(p, old.pblk);
-		count_keys(p, f, parent, -1);
-	}
-	return 0;
+	int rc = kt_get(p, f->id, k, NULL); /* most blocks: none (no copy of the path) */
+	return rc <= 0 ? rc : drop_key(p, f, k, freed);
 }
 
 /* One batch of the pass over child c's region for version v. */
