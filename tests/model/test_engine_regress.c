@@ -8,24 +8,26 @@
 #include "vmsnap/io_fault.h"
 #include "test_engine_model.h"
 
-static vms_pool *fresh_pool(char *path, size_t cap, uint64_t size)
+/* A new pool file with the given index (VMS_INDEX_RADIX or VMS_INDEX_KEYS). */
+static vms_pool *fresh_pool_index(char *path, size_t cap, uint64_t size, uint32_t index)
 {
 	vms_pool *pool = NULL;
-	vms_pool_options o = {.commit_interval_ms = UINT32_MAX};
+	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .index = index};
 	if (model_pool_path(path, cap, "regress") < 0 ||
 	    vms_pool_create_file(&pool, path, size, &o) < 0)
 		return NULL;
 	return pool;
 }
 
+static vms_pool *fresh_pool(char *path, size_t cap, uint64_t size)
+{
+	return fresh_pool_index(path, cap, size, VMS_INDEX_RADIX);
+}
+
 /* The same with the versioned-key index (format 3). */
 static vms_pool *fresh_keys_pool(char *path, size_t cap, uint64_t size)
 {
-	vms_pool *pool = NULL;
-	vms_pool_options o = {.commit_interval_ms = UINT32_MAX, .index = VMS_INDEX_KEYS};
-	if (model_pool_path(path, cap, "regress") < 0 || vms_pool_create_file(&pool, path, size, &o) < 0)
-		return NULL;
-	return pool;
+	return fresh_pool_index(path, cap, size, VMS_INDEX_KEYS);
 }
 
 static vms_pool *reopen(vms_pool *pool, const char *path)
