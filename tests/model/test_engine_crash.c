@@ -28,7 +28,8 @@
  * full pool refuses writes with VMS_ENOSPC and still deletes and commits.
  *
  * Knobs: VMS_SEED replays; VMS_CRASH_ITERS sets the number of cut points
- * (default 1000, 500 under sanitizers); VMS_TRACE=1 prints every operation.
+ * (default 1000, 500 under sanitizers); VMS_CRASH_CONFIG=i runs only the i-th
+ * pool configuration of crash_configs; VMS_TRACE=1 prints every operation.
  */
 #undef NDEBUG
 #include <pthread.h>
@@ -457,7 +458,10 @@ TEST(power_cuts_recover_the_last_commit)
 	uint64_t iters = env_u64("VMS_CRASH_ITERS", VMS_TEST_SCALE(1000));
 	uint64_t total = 0;
 	const int per_pool = 10;
+	uint64_t only = env_u64("VMS_CRASH_CONFIG", UINT64_MAX);
 	for (uint64_t run = 0; total < iters && !test_failures_in_case; run++) {
+		if (only < NCRASH_CONFIGS && run % NCRASH_CONFIGS != only)
+			continue;
 		const vms_pool_options *o = &crash_configs[run % NCRASH_CONFIGS];
 		int done;
 		crash_run(seed * 1000003 + run, per_pool, o, &done);

@@ -273,6 +273,10 @@ static int freeze(vms_pool *p, vms_vol_id vol, uint32_t *sib, uint32_t *frozen)
 	r->nkeys = 0;
 	r->log_seq = 0;
 	r->written = 0;
+	/* what it wrote since it was made is in the frozen version now, not
+	 * in its own delta region, which k_lookup checks before taking its
+	 * source's view: that view no longer serves it (kview.c) */
+	r->kv_src = 0;
 	vol_mark(p, r);
 	vol_mark(p, in);
 	fam_note(p, f, in->parent_ver); /* its parent may merge with it now */
