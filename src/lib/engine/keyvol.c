@@ -471,6 +471,22 @@ int k_lookup_tree(vms_pool *p, vms_vol_id id, uint64_t lblk, uint64_t *pblk, uin
 	return 0;
 }
 
+/* What record id reads at lblk, if the view cache knows without a search:
+ * its own entry, or its source's while unchanged (k_lookup).  For a volume
+ * with a delta region and no key of its own at lblk, that is what its
+ * ancestors give it (a write's old data). */
+static int k_view_cached(vms_pool *p, vms_vol_id id, uint64_t lblk, kt_val *out)
+{
+	uint64_t b;
+	uint32_t c;
+	const vrec *r = vol_find(p, id);
+	if (!kv_get(p, id, lblk, &b, &c) &&
+	    !(r && r->kv_src && kv_get_as_of(p, r->kv_src, r->kv_src_gen, lblk, &b, &c)))
+		return 0;
+	*out = (kt_val){b, c};
+	return 1;
+}
+
 /* From the view cache when it has the block.  A new snapshot or clone with
  * no key of its own there reads what its source read when it was made:
  * the source's entry serves while its chunk has not changed since. */
@@ -591,7 +607,7 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 		}
 		if (has_own) {
 			cur = own;
-		} else {
+		} else if (!(delta && k_view_cached(p, id, lblk, &cur))) {
 			int found = k_resolve(p, fid, L, 0, lblk, &cur);
 			if (found < 0) {
 				rc = found;
