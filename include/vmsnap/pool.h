@@ -49,9 +49,9 @@ typedef struct vms_pool_options {
 	                           * open, no background threads; changes get VMS_EROFS);
 	                           * a file is opened O_RDONLY under a shared lock */
 	uint32_t index;           /* vms_pool_create: VMS_INDEX_RADIX (format version 2,
-	                           * the default) or VMS_INDEX_KEYS (format version 3:
-	                           * versioned keys, docs/design/index-v3.md).  Ignored
-	                           * by open. */
+	                           * the zero value) or VMS_INDEX_KEYS (format version 3:
+	                           * versioned keys, docs/design/index-v3.md; what new
+	                           * native SRs use).  Ignored by open. */
 	int direct_io;            /* vms_pool_*_file: open the file O_DIRECT (qemu's
 	                           * cache=none): data and index I/O bypass the host's
 	                           * page cache; VMS_ENOTSUP where the file system has

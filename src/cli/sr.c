@@ -162,13 +162,13 @@ const cli_command cli_sr_commands[] = {
 	 "Create an SR: native (a pool file in directory LOCATION), zfs (LOCATION is a dataset), "
 	 "reflink (a directory on XFS/btrfs/OCFS2)",
 	 2, 2, create_opts,
-	 "native index: radix (format 2, the default) or keys (format 3: versioned keys, index\n"
-	 "metadata under 1% of the data rewritten between snapshots; not the default yet: an\n"
-	 "open bug, docs/design/index-v3.md)\n"
+	 "native index: keys (format 3, the default: versioned keys, index metadata under 1% of\n"
+	 "the data rewritten between snapshots) or radix (format 2: a radix tree per volume and\n"
+	 "snapshot); docs/design/index-v3.md\n"
 	 "examples:\n"
 	 "  vmsnap sr create sr1 --type native --size 10G /var/lib/vmsnap/sr1\n"
 	 "  vmsnap sr create fast --size 100G -O block_size=16384 -O checksums=off /srv/fast\n"
-	 "  vmsnap sr create snaps --size 100G -O index=keys /srv/snaps\n",
+	 "  vmsnap sr create old --size 100G -O index=radix /srv/old\n",
 	 sr_create, NULL},
 	{"sr", "list", "", "List SRs with their space", 0, 0, NULL,
 	 NULL, sr_list, sr_columns},

@@ -301,7 +301,7 @@ TEST(sr_lifecycle_and_names)
 }
 
 /* Native option index=radix|keys: the pool's format and index in the SR
- * record's properties, from the pool (format 2 by default). */
+ * record's properties, from the pool (format 3 by default). */
 TEST(sr_native_index_option)
 {
 	env ev, *e = &ev;
@@ -316,9 +316,14 @@ TEST(sr_native_index_option)
 	CHECK(strcmp(jstr(j, "result.properties.index"), "keys") == 0);
 	vms_json_free(j);
 	j = ok(e, "{\"op\":\"sr.create\",\"args\":{\"name\":\"r\",\"type\":\"native\","
-	          "\"location\":\"%s/r\",\"size\":\"64M\"}}", e->home);
+	          "\"location\":\"%s/r\",\"size\":\"64M\",\"options\":\"index=radix\"}}", e->home);
 	CHECK(jint(j, "result.properties.format_version") == 2);
 	CHECK(strcmp(jstr(j, "result.properties.index"), "radix") == 0);
+	vms_json_free(j);
+	j = ok(e, "{\"op\":\"sr.create\",\"args\":{\"name\":\"d\",\"type\":\"native\","
+	          "\"location\":\"%s/d\",\"size\":\"64M\"}}", e->home);
+	CHECK(jint(j, "result.properties.format_version") == 3); /* the default */
+	CHECK(strcmp(jstr(j, "result.properties.index"), "keys") == 0);
 	CHECK(jint(j, "result.properties.block_size") == 4096);
 	vms_json_free(j);
 	j = ok(e, "{\"op\":\"sr.show\",\"args\":{\"sr\":\"k\"}}");

@@ -624,6 +624,7 @@ void vms_backend_native_set_direct_io(int on)
 static int parse_options(vms_pool_options *o, const char *options)
 {
 	memset(o, 0, sizeof(*o));
+	o->index = VMS_INDEX_KEYS; /* new SRs: format 3 (docs/design/index-v3.md) */
 	o->data_checksums = 1;
 	o->direct_io = native_direct_io;
 	if (!options || !*options)
@@ -659,8 +660,8 @@ static int parse_options(vms_pool_options *o, const char *options)
 			else if (strcmp(v, "keys") == 0)
 				o->index = VMS_INDEX_KEYS;
 			else
-				return vms_error_set(VMS_EINVAL, "native SR option index=%s: radix (format 2, the "
-				                     "default) or keys (format 3, versioned keys)", v);
+				return vms_error_set(VMS_EINVAL, "native SR option index=%s: radix (format 2) or "
+				                     "keys (format 3, versioned keys, the default)", v);
 		} else {
 			return vms_error_set(VMS_EINVAL, "unknown native SR option '%s' (known: block_size, "
 			                     "checksums, index)", kv);
