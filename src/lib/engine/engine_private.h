@@ -164,6 +164,7 @@ typedef struct vrec {
 	 * snapshot or clone, read what record kv_src read when p->kv_gen was
 	 * kv_src_gen; 0: no such source */
 	uint64_t kv_src, kv_src_gen;
+	uint32_t kv_head;                /* its first view-cache chunk's slot + 1; 0: none */
 } vrec;
 
 typedef struct vindex {                  /* id -> slot, sorted by id */

@@ -234,6 +234,10 @@ void kv_drop(vms_pool *p, uint64_t rec);
 int kv_get_as_of(vms_pool *p, uint64_t rec, uint64_t gen, uint64_t lblk, uint64_t *pblk,
                  uint32_t *crc);
 void kv_free(vms_pool *p);
+/* The cache's own structure: every used slot on its hash chain and on its
+ * record's list, each list's links both ways, the count.  0 or VMS_EIO
+ * with a message (tests). */
+int kv_verify(vms_pool *p);
 /* modify_leaf's counterpart: apply op to the claimed blocks [*pos>>bshift, hi). */
 int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint64_t off,
                    uint64_t *pos, uint64_t end, uint64_t hi, wblk *w);

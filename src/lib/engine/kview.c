@@ -39,7 +39,10 @@
  * when kv_gen did not move (kv_put's caller compares).
  *
  * Bounded: a quarter of the node cache's budget (cache_bytes), chunks
- * evicted by CLOCK.  Memory only, never written: a pool opens with it empty.
+ * evicted by CLOCK.  A record's chunks are on a list from its record
+ * (vrec.kv_head), so a rollback or delete drops them at a cost in
+ * proportion to them, not to the cache.  Memory only, never written: a
+ * pool opens with it empty.
  * Runs under pool->lock.
  */
 #include <stdlib.h>
@@ -57,14 +60,15 @@ typedef struct kv_chunk {
 	uint64_t valid;                  /* bit i: entry i holds what the record reads */
 	uint64_t wgen;                   /* kv_gen at its last change or its making */
 	uint32_t next;                   /* hash chain (slot index, KV_END) */
+	uint32_t rnext, rprev;           /* the record's chunks (vrec.kv_head; KV_END) */
 	uint8_t ref;                     /* CLOCK: used since the hand last passed */
 	uint8_t pblk[KV_N][5];           /* u40 pool block, 0 = reads as zeros */
 	uint32_t crc[KV_N];
 } kv_chunk;
 
 struct kview {
-	uint64_t *rec;                   /* per slot: its record id, 0 = free (apart, so
-	                                  * that kv_drop scans 8 bytes a slot) */
+	uint64_t *rec;                   /* per slot: its record id, 0 = free (apart: the
+	                                  * hand's and the hash chains' scans stay small) */
 	kv_chunk *slot;
 	uint32_t nslots, used, hand;
 	uint32_t *bucket;
@@ -141,7 +145,8 @@ int kv_get(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t *pblk, uint32_t *c
 	return 1;
 }
 
-static void unlink_slot(struct kview *v, uint32_t s)
+/* Slot s leaves its hash chain and is free. */
+static void unhash(struct kview *v, uint32_t s)
 {
 	uint32_t *at = &v->bucket[hash(v, v->rec[s], v->slot[s].c)];
 	while (*at != s)
@@ -151,8 +156,24 @@ static void unlink_slot(struct kview *v, uint32_t s)
 	v->used--;
 }
 
+/* Slot s leaves its record's list and is free (an eviction). */
+static void unlink_slot(vms_pool *p, struct kview *v, uint32_t s)
+{
+	kv_chunk *k = &v->slot[s];
+	if (k->rprev != KV_END) {
+		v->slot[k->rprev].rnext = k->rnext;
+	} else {
+		vrec *r = vol_find(p, v->rec[s]);
+		if (r && r->kv_head == s + 1)
+			r->kv_head = k->rnext == KV_END ? 0 : k->rnext + 1;
+	}
+	if (k->rnext != KV_END)
+		v->slot[k->rnext].rprev = k->rprev;
+	unhash(v, s);
+}
+
 /* A slot for a new chunk: a free one, else CLOCK's victim. */
-static uint32_t take_slot(struct kview *v)
+static uint32_t take_slot(vms_pool *p, struct kview *v)
 {
 	if (v->used < v->nslots) {
 		while (v->rec[v->hand]) /* a free slot exists: the hand finds it */
@@ -162,7 +183,7 @@ static uint32_t take_slot(struct kview *v)
 			v->slot[v->hand].ref = 0;
 			v->hand = (v->hand + 1) % v->nslots;
 		}
-		unlink_slot(v, v->hand);
+		unlink_slot(p, v, v->hand);
 	}
 	uint32_t s = v->hand;
 	v->hand = (v->hand + 1) % v->nslots;
@@ -178,8 +199,16 @@ void kv_put(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t cr
 	unsigned i = (unsigned)(lblk & (KV_N - 1));
 	kv_chunk *k = find(v, rec, c);
 	if (!k) {
-		uint32_t s = take_slot(v);
+		uint32_t s = take_slot(p, v);
+		vrec *r = vol_find(p, rec); /* after the eviction, which may change its list */
+		if (!r)
+			return;
 		k = &v->slot[s];
+		k->rprev = KV_END;
+		k->rnext = r->kv_head ? r->kv_head - 1 : KV_END;
+		if (k->rnext != KV_END)
+			v->slot[k->rnext].rprev = s;
+		r->kv_head = s + 1;
 		v->rec[s] = rec;
 		k->c = c;
 		k->valid = 0;
@@ -211,12 +240,16 @@ void kv_update(vms_pool *p, uint64_t rec, uint64_t lblk, uint64_t pblk, uint32_t
 void kv_drop(vms_pool *p, uint64_t rec)
 {
 	struct kview *v = p->kv;
+	vrec *r = vol_find(p, rec);
 	p->kv_gen++;
-	if (!v)
+	if (!v || !r)
 		return;
-	for (uint32_t s = 0; s < v->nslots && v->used; s++)
-		if (v->rec[s] == rec)
-			unlink_slot(v, s);
+	for (uint32_t s = r->kv_head ? r->kv_head - 1 : KV_END; s != KV_END;) {
+		uint32_t next = v->slot[s].rnext;
+		unhash(v, s);
+		s = next;
+	}
+	r->kv_head = 0;
 }
 
 int kv_get_as_of(vms_pool *p, uint64_t rec, uint64_t gen, uint64_t lblk, uint64_t *pblk,
@@ -229,4 +262,35 @@ int kv_get_as_of(vms_pool *p, uint64_t rec, uint64_t gen, uint64_t lblk, uint64_
 	*pblk = get40(k->pblk[i]);
 	*crc = k->crc[i];
 	return 1;
+}
+
+int kv_verify(vms_pool *p)
+{
+	struct kview *v = p->kv;
+	if (!v)
+		return 0;
+	uint32_t hashed = 0, listed = 0, used = 0;
+	for (uint32_t s = 0; s < v->nslots; s++)
+		used += v->rec[s] != 0;
+	for (uint32_t b = 0; b <= v->bmask; b++)
+		for (uint32_t s = v->bucket[b]; s != KV_END; s = v->slot[s].next) {
+			if (s >= v->nslots || !v->rec[s] || hash(v, v->rec[s], v->slot[s].c) != b ||
+			    ++hashed > used)
+				return vms_error_set(VMS_EIO, "view cache: hash chain %u: bad slot %u", b, s);
+		}
+	for (size_t i = 0; i < p->nvidx; i++) {
+		const vrec *r = &p->recs[p->vidx[i].slot];
+		uint32_t prev = KV_END;
+		for (uint32_t s = r->kv_head ? r->kv_head - 1 : KV_END; s != KV_END;
+		     prev = s, s = v->slot[s].rnext) {
+			if (s >= v->nslots || v->rec[s] != r->id || v->slot[s].rprev != prev ||
+			    ++listed > used)
+				return vms_error_set(VMS_EIO, "view cache: list of record %llu: bad slot %u",
+				                     (unsigned long long)r->id, s);
+		}
+	}
+	if (used != v->used || hashed != used || listed != used)
+		return vms_error_set(VMS_EIO, "view cache: %u slots used, count %u, %u hashed, %u "
+		                     "listed", used, v->used, hashed, listed);
+	return 0;
 }
