@@ -25,7 +25,10 @@
  *      the number of snapshots (1 .. 10,000); metadata after each fill;
  *   c. time for the reaper to reclaim a deleted volume / snapshot;
  *   d. write IOPS (2 KiB and 4 KiB, random) in steady state and right after
- *      a snapshot (sub-block writes into shared blocks).
+ *      a snapshot (sub-block writes into shared blocks);
+ *   e. the queries (unique bytes, diff) on a fully written volume before
+ *      its first snapshot and after one with 1.5% rewritten: time and the
+ *      peak memory they add (VmHWM, reset before each).
  * The pool file lives in the page cache: these figures are the engine's
  * own cost, not the disk's.  Not a test: it asserts nothing.
  */
@@ -83,17 +86,24 @@ static void row(const char *section, const char *metric, const char *param, doub
 	fflush(csv);
 }
 
-static long rss_kib(void)
+/* A field of /proc/self/status in KiB ("VmRSS", "VmHWM"), -1 if none. */
+static long status_kib(const char *field)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
+	size_t n = strlen(field);
 	long v = -1;
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &v) == 1)
+		if (strncmp(line, field, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%ld", &v) == 1)
 			break;
 	if (f)
 		fclose(f);
 	return v;
+}
+
+static long rss_kib(void)
+{
+	return status_kib("VmRSS");
 }
 
 /* Read system calls made by this process so far (/proc/self/io syscr):
@@ -633,6 +643,77 @@ static void section_d(void)
 	}
 }
 
+/* ---- e: queries -------------------------------------------------------- */
+
+/* Reset the peak resident size to the current one (Linux >= 4.0). */
+static void hwm_reset(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (f) {
+		fputs("5", f);
+		fclose(f);
+	}
+}
+
+static int extent_sum(void *ctx, uint64_t off, uint64_t len, int allocated)
+{
+	(void)off;
+	*(uint64_t *)ctx += allocated ? len : 0;
+	return 0;
+}
+
+/* One query: its time and the peak memory it adds, printed and in the CSV. */
+static void query(vms_pool *pool, const char *what, const char *param, vms_vol_id a,
+                  vms_vol_id b)
+{
+	uint64_t out = 0;
+	long rss = rss_kib();
+	hwm_reset();
+	double t0 = now_s();
+	if (b)
+		OK(vms_vol_diff(pool, a, b, extent_sum, &out));
+	else
+		OK(vms_vol_unique_bytes(&out, pool, a));
+	double t = now_s() - t0;
+	long peak = status_kib("VmHWM") - rss;
+	printf("%-26s %-12s %12.1f %14.2f %16" PRIu64 "\n", what, param, t * 1e3,
+	       (double)peak / 1024, out >> 20);
+	char metric[64];
+	snprintf(metric, sizeof(metric), "%s_ms", what);
+	row("e", metric, param, t * 1e3, "ms");
+	snprintf(metric, sizeof(metric), "%s_peak_mib", what);
+	row("e", metric, param, (double)peak / 1024, "MiB");
+}
+
+static void section_e(void)
+{
+	uint64_t disk = quick ? (256ull << 20) : (2ull << 30);
+	char path[600], param[32];
+	printf("\n(e) queries on a fully written %" PRIu64 " MiB volume: time and the peak memory "
+	       "they add\n", disk >> 20);
+	printf("%-26s %-12s %12s %14s %16s\n", "query", "state", "ms", "peak MiB", "result MiB");
+	vms_pool *pool = new_pool(path, sizeof(path), disk * 2 + (256ull << 20));
+	vms_vol_id vol, snap;
+	OK(vms_vol_create(&vol, pool, disk));
+	fill(pool, vol, disk, 0);
+	snprintf(param, sizeof(param), "no-snapshot");
+	query(pool, "unique_bytes_volume", param, vol, 0);
+	OK(vms_vol_snapshot(&snap, pool, &vol, 1));
+	unsigned char buf[4096];
+	memset(buf, 0x5A, sizeof(buf));
+	uint64_t seed = 99, blocks = disk / 4096;
+	for (uint64_t i = 0; i < blocks * 15 / 1000; i++)
+		OK(vms_vol_write(pool, vol, buf, sizeof(buf), rnd(&seed) % blocks * 4096, 0));
+	OK(vms_pool_reap_wait(pool));
+	OK(vms_pool_commit(pool));
+	snprintf(param, sizeof(param), "1-snapshot");
+	query(pool, "unique_bytes_volume", param, vol, 0);
+	query(pool, "unique_bytes_snapshot", param, snap, 0);
+	query(pool, "diff_snapshot_volume", param, snap, vol);
+	fflush(stdout);
+	end_pool(pool, path);
+}
+
 int main(int argc, char **argv)
 {
 	const char *csv_path = NULL;
@@ -661,7 +742,7 @@ int main(int argc, char **argv)
 		else {
 			fprintf(stderr,
 			        "usage: bench_engine [--quick] [--direct] [--index radix|keys] [--cache-mb N] [--csv FILE] [--sizes 1,16,64] "
-			        "[--max-snaps N] [--only abcd] [DIR]\n");
+			        "[--max-snaps N] [--only abcde] [DIR]\n");
 			return 2;
 		}
 	}
@@ -696,6 +777,8 @@ int main(int argc, char **argv)
 		section_c();
 	if (!only || strchr(only, 'd'))
 		section_d();
+	if (!only || strchr(only, 'e'))
+		section_e();
 	fclose(csv);
 	return 0;
 }
