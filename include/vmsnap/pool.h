@@ -137,7 +137,13 @@ int vms_vol_info_get(vms_vol_info *out, vms_pool *pool, vms_vol_id vol);
  * with deleting = 1, until the reaper has reclaimed them). */
 int64_t vms_vol_list(vms_vol_id *out, size_t cap, vms_pool *pool);
 
-/* Bytes that deleting `vol` would free now (walks only its unique part). */
+/* Bytes that deleting `vol` would free now.  Format 2 walks only its
+ * unique part.  Format 3 scans the volume's family once for all its
+ * volumes and snapshots and keeps the counts until something that can
+ * move one happens (a new block written, a trim, a snapshot, clone,
+ * rollback or delete in the family; not an overwrite of a block the
+ * volume already wrote since its last snapshot): the questions of a
+ * report about many snapshots cost one scan. */
 int vms_vol_unique_bytes(uint64_t *out, vms_pool *pool, vms_vol_id vol);
 
 /* ---- I/O ------------------------------------------------------------- */
@@ -164,8 +170,9 @@ int vms_vol_block_status(vms_pool *pool, vms_vol_id vol, uint64_t off, uint64_t 
 
 /* Changed ranges between two volumes of the same lineage (e.g. two
  * snapshots, or a snapshot and the live volume): calls cb(off, len, 1) for
- * every range whose content may differ.  Skips shared subtrees, so the cost
- * is proportional to the difference. */
+ * every range whose content may differ.  Format 2 skips shared subtrees,
+ * so the cost is proportional to the difference; format 3 scans the
+ * family's keys (in bounded batches). */
 int vms_vol_diff(vms_pool *pool, vms_vol_id from, vms_vol_id to,
                  vms_extent_cb cb, void *ctx);
 

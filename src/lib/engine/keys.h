@@ -186,6 +186,11 @@ static inline int u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A reader's unique blocks, as one scan of its family counted them. */
+typedef struct ucount {
+	uint64_t rec, blocks;
+} ucount;
+
 typedef struct kfam {
 	uint64_t id;                     /* the family record's id */
 	vtree vt;
@@ -197,6 +202,20 @@ typedef struct kfam {
 	int shadow_done;
 	int log_busy;                    /* a log operation runs (it may drop pool->lock) */
 	unsigned log_waiters;            /* threads waiting for it (on pool->claim_cv) */
+	/* k_unique_bytes counts every reader's unique blocks in one scan and
+	 * keeps them while ugen stays where it was: ugen counts the changes
+	 * that can move a count (a version's new key, a key dropped or turned
+	 * into a tombstone or back, a reader made or deleted; fam_changed),
+	 * not an overwrite of a block the volume already has a key of its own
+	 * for, nor the collector's steps (they move keys and free garbage) */
+	uint64_t ugen, uc_gen;
+	int uc_valid;
+	uint32_t gpass_ver, gpass_seq;   /* the pass over a version's keys no reader reads
+	                                  * (klog.c, garbage_step) and its next log node */
+	uint64_t *suspect;               /* lblks whose keys may be no one's (klog.c) */
+	size_t nsuspect, suspect_cap;
+	ucount *uc;                      /* sorted by rec */
+	size_t nuc;
 } kfam;
 
 /* Families live until the pool closes (a reader may hold one across a
@@ -204,6 +223,17 @@ typedef struct kfam {
 kfam *fam_get(vms_pool *p, uint64_t id);
 /* Ask the collector to look at version ver of family f (and wake it). */
 void fam_note(vms_pool *p, kfam *f, uint32_t ver);
+/* Family fid changed in a way that can move a reader's unique bytes. */
+void fam_changed(vms_pool *p, uint64_t fid);
+/* The pre numbers of family f's readers, sorted (malloc'd; the tree is
+ * numbered by it). */
+int k_readers(vms_pool *p, kfam *f, uint32_t **out, size_t *nout);
+/* Whether version ver's key at some lblk serves a reader, given the
+ * versions vers[n] with a key at that lblk and the readers rd[nrd] (of
+ * k_readers, the tree's numbers unchanged since): 1 yes, 0 no (garbage;
+ * also for a version not found: 1), or an error. */
+int k_key_serves(kfam *f, uint32_t ver, const uint32_t *vers, size_t n, const uint32_t *rd,
+                 size_t nrd);
 int fams_load(vms_pool *p);
 void fams_free(vms_pool *p);
 
@@ -265,11 +295,18 @@ static inline int key_region(uint64_t lblk)
 	return lblk >= LOG_BASE ? 2 : lblk >= DELTA_BASE;
 }
 
-/* Live version ver has just put its own key at lblk: when its parent is
- * no reader and ver its only child, the parent's key there is garbage
- * (dropped, its block freed).  Best effort: the collector finds what is
- * left when the parent merges. */
-void klog_shadowed(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk);
+/* Live version ver has just put its own key at lblk, where it read an
+ * ancestor's data before (anc_data): when its parent is no reader and ver
+ * its only child, the parent's key there is garbage (dropped, its block
+ * freed); when that parent has other children but none a reader without
+ * keys, the key ver read may be no one's now: lblk goes to the family's
+ * queue for the collector (klog.c, "keys no reader reads").  Best effort:
+ * the collector finds what is left when the parent merges or is noted. */
+void klog_shadowed(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk, int anc_data);
+/* Version ver of family fid is read no more (its volume or snapshot was
+ * deleted, or rolled back): the collector looks at it and at the versions
+ * above it whose keys it may have been the only one to read. */
+void klog_reader_gone(vms_pool *p, uint64_t fid, uint32_t ver);
 
 /* Append lblk to version ver's log (before inserting its key). */
 int klog_append(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk);

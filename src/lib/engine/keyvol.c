@@ -80,10 +80,19 @@ void fam_note(vms_pool *p, kfam *f, uint32_t ver)
 	pool_kick(p);
 }
 
+void fam_changed(vms_pool *p, uint64_t fid)
+{
+	kfam *f = fam_get(p, fid);
+	if (f)
+		f->ugen++;
+}
+
 void fams_free(vms_pool *p)
 {
 	for (size_t i = 0; i < p->nfams; i++) {
 		free(p->fams[i]->todo);
+		free(p->fams[i]->uc);
+		free(p->fams[i]->suspect);
 		vt_free(&p->fams[i]->vt);
 		free(p->fams[i]);
 	}
@@ -335,6 +344,7 @@ static int child_of(vms_pool *p, vms_vol_id src, uint8_t kind, vms_vol_id *out)
 	c->kv_src = src;        /* it reads what src reads now (kview.c) */
 	c->kv_src_gen = p->kv_gen;
 	vol_mark(p, c);
+	fam_changed(p, c->fam); /* a new reader shares what src had alone */
 	fam_note(p, f, ver); /* its (empty) delta region's flag goes once its parent's has */
 	*out = c->id;
 	return 0;
@@ -382,15 +392,18 @@ int k_rollback(vms_pool *p, vms_vol_id vol, vms_vol_id snap)
 	r->kv_src = snap; /* it reads what snap reads now (kview.c) */
 	r->kv_src_gen = p->kv_gen;
 	vol_mark(p, r);
+	fam_changed(p, ofam);
+	fam_changed(p, r->fam);
 	vol_mark(p, h);
-	fam_note(p, fam_get(p, ofam), h->ver);
+	klog_reader_gone(p, ofam, h->ver);
 	return 0;
 }
 
 void k_deleted(vms_pool *p, const vrec *r)
 {
 	kv_drop(p, r->id);
-	fam_note(p, fam_get(p, r->fam), r->ver);
+	fam_changed(p, r->fam);
+	klog_reader_gone(p, r->fam, r->ver);
 }
 
 /* ---- lookups ------------------------------------------------------------ */
@@ -552,8 +565,9 @@ static int unmap(vms_pool *p, vms_vol_id id, uint64_t fid, uint32_t L, uint64_t 
 	if (rc < 0)
 		return rc;
 	kv_update(p, id, lblk, 0, 0);
+	fam_changed(p, fid);
 	if (delta && !has_own && anc_data)
-		klog_shadowed(p, fid, L, lblk);
+		klog_shadowed(p, fid, L, lblk, 1);
 	vrec *r = vol_find(p, id);
 	if (has_own) {
 		sm_unref(p, own.pblk);
@@ -578,7 +592,7 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 	uint32_t L = r->ver;
 	int delta = !!(r->flags & VREC_DELTA); /* its keys go to its delta region */
 	size_t nw = 0;
-	int rc = 0;
+	int rc = 0, changed = 0;
 	if (op == OP_WRITE) {
 		uint64_t need = 2 * (uint64_t)MAX_DEPTH + (hi - lblk0);
 		if (sm_avail(p) < p->reserve + sm_commit_need(p) + need)
@@ -657,8 +671,10 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 			continue;
 		}
 		kv_update(p, id, lblk, b->dst, b->crc);
+		if (!b->had_own || !b->own) /* a new key, or data over its tombstone */
+			changed = 1;
 		if (delta && !b->had_own)
-			klog_shadowed(p, fid, L, lblk);
+			klog_shadowed(p, fid, L, lblk, b->was_mapped);
 		if (in_place)
 			continue;
 		r = vol_find(p, id);
@@ -672,6 +688,8 @@ int k_modify_chunk(vms_pool *p, vms_vol_id id, int op, const uint8_t *src, uint6
 			r->mapped++;
 		vol_mark(p, r);
 	}
+	if (changed)
+		fam_changed(p, fid);
 	return io_rc < 0 ? io_rc : rc;
 }
 
@@ -715,34 +733,6 @@ static int gather_cb(void *ctx, kt_key k, kt_val v)
 	return 0;
 }
 
-static int u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The family's readers' pre numbers, sorted (the tree numbered). */
-static int readers_of(vms_pool *p, kfam *f, uint32_t **out, size_t *nout)
-{
-	size_t n = vt_count(&f->vt), m = 0;
-	uint32_t *v = malloc((n + 1) * sizeof(*v));
-	if (!v)
-		return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
-	int rc = vt_number(&f->vt);
-	if (rc < 0) {
-		free(v);
-		return rc;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const vt_node *x = &f->vt.v[i];
-		if (is_reader(vol_find(p, x->rec)))
-			v[m++] = x->pre;
-	}
-	qsort(v, m, sizeof(*v), u32_cmp);
-	*out = v;
-	*nout = m;
-	return 0;
-}
 
 /* Readers numbered in [lo, hi]. */
 static size_t count_in(const uint32_t *r, size_t n, uint32_t lo, uint32_t hi)
@@ -767,6 +757,93 @@ static size_t count_in(const uint32_t *r, size_t n, uint32_t lo, uint32_t hi)
 	return a - first;
 }
 
+/* The family's readers (pre number, record), by pre number (the tree
+ * numbered). */
+typedef struct rdr {
+	uint32_t pre;
+	uint64_t rec;
+} rdr;
+
+static int rdr_cmp(const void *a, const void *b)
+{
+	const rdr *x = a, *y = b;
+	return x->pre < y->pre ? -1 : x->pre > y->pre;
+}
+
+static int readers_sorted(vms_pool *p, kfam *f, rdr **out, size_t *nout)
+{
+	size_t n = vt_count(&f->vt), m = 0;
+	rdr *v = malloc((n + 1) * sizeof(*v));
+	int rc = v ? vt_number(&f->vt) : vms_error_set(VMS_ENOMEM, "out of memory for the readers");
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const vt_node *x = &f->vt.v[i];
+		if (is_reader(vol_find(p, x->rec)))
+			v[m++] = (rdr){x->pre, x->rec};
+	}
+	qsort(v, m, sizeof(*v), rdr_cmp);
+	*out = v;
+	*nout = m;
+	return 0;
+}
+
+int k_readers(vms_pool *p, kfam *f, uint32_t **out, size_t *nout)
+{
+	rdr *v = NULL;
+	int rc = readers_sorted(p, f, &v, nout);
+	uint32_t *pre = rc == 0 ? malloc((*nout + 1) * sizeof(*pre)) : NULL;
+	if (rc == 0 && !pre)
+		rc = vms_error_set(VMS_ENOMEM, "out of memory for the readers");
+	for (size_t i = 0; rc == 0 && i < *nout; i++)
+		pre[i] = v[i].pre;
+	free(v);
+	*out = pre;
+	return rc;
+}
+
+typedef struct vrange {
+	uint32_t pre, post;
+} vrange;
+
+static int vrange_cmp(const void *a, const void *b)
+{
+	const vrange *x = a, *y = b;
+	return x->pre < y->pre ? -1 : x->pre > y->pre;
+}
+
+int k_key_serves(kfam *f, uint32_t ver, const uint32_t *vers, size_t n, const uint32_t *rd,
+                 size_t nrd)
+{
+	const vt_node *x = vt_find(&f->vt, ver);
+	vrange *c = malloc((n + 1) * sizeof(*c));
+	size_t m = 0;
+	if (!x || !c) {
+		free(c);
+		return x ? vms_error_set(VMS_ENOMEM, "out of memory for the collector") : 1;
+	}
+	for (size_t i = 0; i < n; i++) { /* the keys below ver's: what they serve is theirs */
+		const vt_node *y = vers[i] != ver ? vt_find(&f->vt, vers[i]) : NULL;
+		if (y && y->pre > x->pre && y->pre <= x->post)
+			c[m++] = (vrange){y->pre, y->post};
+	}
+	qsort(c, m, sizeof(*c), vrange_cmp);
+	uint32_t lo = x->pre;
+	int serves = 0;
+	for (size_t i = 0; !serves && i < m; i++) {
+		if (c[i].pre > lo)
+			serves = count_in(rd, nrd, lo, c[i].pre - 1) > 0;
+		if (c[i].post + 1 > lo)
+			lo = c[i].post + 1;
+	}
+	if (!serves && lo <= x->post)
+		serves = count_in(rd, nrd, lo, x->post) > 0;
+	free(c);
+	return serves;
+}
+
 typedef struct gnode {
 	uint32_t pre, post;
 	size_t served;                       /* readers in its subtree ... */
@@ -778,30 +855,6 @@ static int gnode_cmp(const void *a, const void *b)
 {
 	const gnode *x = a, *y = b;
 	return x->pre < y->pre ? -1 : x->pre > y->pre;
-}
-
-/* Mark garbage among the keys [s, e) of one lblk (garbage[i] = 1). */
-static int group_garbage(kfam *f, const uint32_t *rd, size_t nrd, const gkey *k, size_t s,
-                         size_t e, uint8_t *garbage, gnode *g, size_t *stack)
-{
-	size_t n = 0, top = 0;
-	for (size_t i = s; i < e; i++) {
-		const vt_node *x = vt_find(&f->vt, k[i].k.ver);
-		if (!x)
-			continue; /* an unknown version: kept (check reports it) */
-		g[n++] = (gnode){x->pre, x->post, count_in(rd, nrd, x->pre, x->post), 0, i};
-	}
-	qsort(g, n, sizeof(*g), gnode_cmp);
-	for (size_t i = 0; i < n; i++) {
-		while (top && g[stack[top - 1]].post < g[i].pre)
-			top--;
-		if (top)
-			g[stack[top - 1]].below += g[i].served;
-		stack[top++] = i;
-	}
-	for (size_t i = 0; i < n; i++)
-		garbage[g[i].key] = g[i].served <= g[i].below;
-	return 0;
 }
 
 /* ---- queries ----------------------------------------------------------------------
@@ -833,6 +886,8 @@ static const vrec *readable(vms_pool *p, vms_vol_id id)
 typedef struct rgather {
 	gbatch *b;
 	uint32_t w;
+	unsigned taken;
+	uint64_t last;                       /* the last lblk taken */
 } rgather;
 
 static int region_cb(void *ctx, kt_key k, kt_val v)
@@ -842,7 +897,8 @@ static int region_cb(void *ctx, kt_key k, kt_val v)
 	if (b->n == b->cap && array_grow(&b->v, &b->cap, sizeof(*b->v)) < 0)
 		return VMS_ENOMEM;
 	b->v[b->n++] = (gkey){(kt_key){k.ver, g->w}, v};
-	return 0;
+	g->last = k.ver;
+	return ++g->taken == GC_BATCH; /* a batch per region at most */
 }
 
 static int gkey_cmp(const void *a, const void *b)
@@ -850,10 +906,14 @@ static int gkey_cmp(const void *a, const void *b)
 	return kt_cmp(((const gkey *)a)->k, ((const gkey *)b)->k);
 }
 
-/* Add to batch b, as data keys, the delta-region keys of lblks [lo, hi) of
- * f's versions that have a region; sort; keep one of two equal keys (a key
- * being flushed is in both places, with the same value). */
-static int add_regions(vms_pool *p, kfam *f, gbatch *b, uint64_t lo, uint64_t hi)
+/* Add to batch b, as data keys, the delta-region keys of lblks [lo, *hi)
+ * of f's versions that have a region; sort; keep one of two equal keys (a
+ * key being flushed is in both places, with the same value).  A region
+ * gives GC_BATCH keys at most: *hi comes down to the first lblk one of
+ * them did not reach, and the batch keeps only the keys below it (so that
+ * every key of an lblk is in the same batch, and a batch stays bounded when
+ * the regions hold most keys, as a volume's before its first snapshot). */
+static int add_regions(vms_pool *p, kfam *f, gbatch *b, uint64_t lo, uint64_t *hi)
 {
 	size_t n = vt_count(&f->vt), m = 0;
 	uint32_t *w = malloc((n + 1) * sizeof(*w));
@@ -866,16 +926,18 @@ static int add_regions(vms_pool *p, kfam *f, gbatch *b, uint64_t lo, uint64_t hi
 			w[m++] = f->vt.v[i].ver;
 	}
 	for (size_t j = 0; rc >= 0 && j < m; j++) {
-		rgather g = {b, w[j]};
-		kt_key to = hi > UINT32_MAX ? (kt_key){DELTA_BASE + w[j] + 1, 0} : delta_key(w[j], hi);
+		rgather g = {b, w[j], 0, 0};
+		kt_key to = *hi > UINT32_MAX ? (kt_key){DELTA_BASE + w[j] + 1, 0} : delta_key(w[j], *hi);
 		rc = kt_walk(p, f->id, delta_key(w[j], lo), to, region_cb, &g);
+		if (rc == 1 && g.last + 1 < *hi)
+			*hi = g.last + 1; /* it stopped there */
 	}
 	free(w);
 	if (rc < 0 || m == 0 || b->n == 0)
 		return rc < 0 ? rc : 0;
 	qsort(b->v, b->n, sizeof(*b->v), gkey_cmp);
 	size_t k = 0;
-	for (size_t i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n && b->v[i].k.lblk < *hi; i++)
 		if (k == 0 || kt_cmp(b->v[k - 1].k, b->v[i].k) != 0)
 			b->v[k++] = b->v[i];
 	b->n = k;
@@ -899,9 +961,10 @@ static int scan_family(kscan *s)
 		else
 			rc = kt_walk(p, s->fam, (kt_key){cursor, 0}, (kt_key){DELTA_BASE, 0}, gather_cb, &b);
 		if (rc >= 0) {
-			more = rc == 1;
-			rc = add_regions(p, f, &b, cursor, more ? b.stop_lblk : UINT64_MAX);
-			cursor = b.stop_lblk;
+			uint64_t hi = rc == 1 ? b.stop_lblk : UINT64_MAX;
+			rc = add_regions(p, f, &b, cursor, &hi);
+			more = hi != UINT64_MAX;
+			cursor = hi;
 		}
 		if (rc >= 0) {
 			for (size_t i = 0, e; rc == 0 && i < b.n; i = e) {
@@ -917,78 +980,184 @@ static int scan_family(kscan *s)
 	return rc;
 }
 
-/* unique bytes: keys that only volume a's version keeps */
-typedef struct uniq {
-	uint32_t *rd, *rd2;
-	size_t nrd, nrd2;
-	uint8_t *g1, *g2;
+/* unique bytes: every reader's in one scan.  A key of version x at some
+ * lblk serves the readers in x's subtree less those of the keys below it
+ * there (served - below; none: garbage); when that is one reader, the
+ * key is that reader's alone: it is the one numbered in x's range outside
+ * the ranges of the keys nested in it. */
+typedef struct uall {
+	uint32_t *rd;                        /* the readers' pre numbers, sorted */
+	uint64_t *rec;                       /* their records, in the same order */
+	uint64_t *cnt;                       /* their unique blocks */
+	size_t nrd;
 	gnode *g;
-	size_t *stack, cap;
-} uniq;
+	size_t *stack, *parent, cap;
+} uall;
 
-static int uniq_group(kscan *s, kfam *f, const gkey *k, size_t n)
+/* Index of the first reader numbered in [lo, hi], or nrd. */
+static size_t reader_in(const uall *u, uint32_t lo, uint32_t hi)
 {
-	uniq *u = s->arg;
+	size_t a = 0, b = u->nrd;
+	while (a < b) {
+		size_t m = (a + b) / 2;
+		if (u->rd[m] < lo)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return a < u->nrd && u->rd[a] <= hi ? a : u->nrd;
+}
+
+static int uall_group(kscan *s, kfam *f, const gkey *k, size_t n)
+{
+	uall *u = s->arg;
+	size_t m = 0, top = 0;
+	(void)s;
 	if (n > u->cap) {
 		size_t cap = n * 2;
-		uint8_t *g1 = realloc(u->g1, cap), *g2 = g1 ? realloc(u->g2, cap) : NULL;
-		if (g1)
-			u->g1 = g1;
-		if (g2)
-			u->g2 = g2;
-		gnode *g = g2 ? realloc(u->g, cap * sizeof(*g)) : NULL;
+		gnode *g = realloc(u->g, cap * sizeof(*g));
 		if (g)
 			u->g = g;
 		size_t *st = g ? realloc(u->stack, cap * sizeof(*st)) : NULL;
-		if (!st)
+		if (st)
+			u->stack = st;
+		size_t *pa = st ? realloc(u->parent, cap * sizeof(*pa)) : NULL;
+		if (!pa)
 			return vms_error_set(VMS_ENOMEM, "out of memory");
-		u->stack = st;
+		u->parent = pa;
 		u->cap = cap;
 	}
-	memset(u->g1, 0, n);
-	memset(u->g2, 0, n);
-	group_garbage(f, u->rd, u->nrd, k, 0, n, u->g1, u->g, u->stack);
-	group_garbage(f, u->rd2, u->nrd2, k, 0, n, u->g2, u->g, u->stack);
-	for (size_t i = 0; i < n; i++)
-		if (!u->g1[i] && u->g2[i] && k[i].v.pblk)
-			s->count++;
+	for (size_t i = 0; i < n; i++) {
+		const vt_node *x = vt_find(&f->vt, k[i].k.ver);
+		if (x)
+			u->g[m++] = (gnode){x->pre, x->post, count_in(u->rd, u->nrd, x->pre, x->post), 0, i};
+	}
+	gnode *g = u->g;
+	qsort(g, m, sizeof(*g), gnode_cmp);
+	for (size_t i = 0; i < m; i++) {
+		while (top && g[u->stack[top - 1]].post < g[i].pre)
+			top--;
+		u->parent[i] = top ? u->stack[top - 1] : SIZE_MAX;
+		if (top)
+			g[u->stack[top - 1]].below += g[i].served;
+		u->stack[top++] = i;
+	}
+	for (size_t i = 0; i < m; i++) {
+		if (g[i].served != g[i].below + 1 || !k[g[i].key].v.pblk)
+			continue;
+		size_t who = u->nrd;
+		uint32_t lo = g[i].pre;
+		for (size_t j = i + 1; who == u->nrd && j < m && g[j].pre <= g[i].post; j++) {
+			if (u->parent[j] != i)
+				continue; /* nested deeper: inside a child's range */
+			if (lo < g[j].pre)
+				who = reader_in(u, lo, g[j].pre - 1);
+			lo = g[j].post + 1;
+		}
+		if (who == u->nrd && lo <= g[i].post)
+			who = reader_in(u, lo, g[i].post);
+		if (who < u->nrd)
+			u->cnt[who]++;
+	}
 	return 0;
+}
+
+static int ucount_cmp(const void *a, const void *b)
+{
+	const ucount *x = a, *y = b;
+	return x->rec < y->rec ? -1 : x->rec > y->rec;
+}
+
+/* The readers of family f, by pre number, with their records. */
+static int uall_readers(vms_pool *p, kfam *f, uall *u)
+{
+	rdr *v = NULL;
+	size_t m = 0;
+	int rc = readers_sorted(p, f, &v, &m);
+	if (rc < 0)
+		return rc;
+	u->rd = malloc((m + 1) * sizeof(*u->rd));
+	u->rec = malloc((m + 1) * sizeof(*u->rec));
+	u->cnt = calloc(m + 1, sizeof(*u->cnt));
+	if (!u->rd || !u->rec || !u->cnt) {
+		free(v);
+		return vms_error_set(VMS_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < m; i++) {
+		u->rd[i] = v[i].pre;
+		u->rec[i] = v[i].rec;
+	}
+	u->nrd = m;
+	free(v);
+	return 0;
+}
+
+/* vol's count in f's kept counts: 1 found. */
+static int uc_find(const kfam *f, vms_vol_id vol, uint64_t *blocks)
+{
+	ucount key = {vol, 0};
+	const ucount *c = f->nuc ? bsearch(&key, f->uc, f->nuc, sizeof(*f->uc), ucount_cmp) : NULL;
+	if (c)
+		*blocks = c->blocks;
+	return c != NULL;
 }
 
 int k_unique_bytes(vms_pool *p, vms_vol_id vol, uint64_t *out)
 {
-	uniq u = {0};
-	kscan s = {p, vol, 0, 0, uniq_group, 0, NULL, 0, 0, &u};
-	int rc, deleting = 0;
+	uall u = {0};
+	kscan s = {p, vol, 0, 0, uall_group, 0, NULL, 0, 0, &u};
+	int rc = 0, done = 0;
+	uint64_t gen = 0, blocks = 0;
 	pthread_mutex_lock(&p->lock);
 	const vrec *r = vol_find(p, vol);
 	kfam *f = r && !(r->flags & VREC_HIDDEN) ? fam_get(p, r->fam) : NULL;
 	if (!f) {
 		rc = vms_error_set(VMS_ENOTFOUND, "volume %llu not found", (unsigned long long)vol);
-	} else if ((rc = readers_of(p, f, &u.rd, &u.nrd)) == 0) {
-		deleting = !!(r->flags & VREC_DELETING);
-		/* the readers without vol (the numbers of one scan: a snapshot,
-		 * clone or delete meanwhile ends in a look at other numbers,
-		 * which the per-batch lookup of the volume then mostly catches) */
-		const vt_node *x = vt_find(&f->vt, r->ver);
+	} else if (r->flags & VREC_DELETING) {
+		done = 1; /* being reclaimed: nothing more to free by deleting it */
+	} else if (f->uc_valid && f->uc_gen == f->ugen && uc_find(f, vol, &blocks)) {
+		done = 1; /* nothing that moves a count happened since the last scan */
+	} else {
+		/* the numbers of one scan: a snapshot, clone or delete meanwhile
+		 * ends in a look at other numbers (the per-batch lookup of the
+		 * volume catches a delete of it), and the counts are not kept */
+		gen = f->ugen;
 		s.fam = r->fam;
-		if (!(u.rd2 = malloc((u.nrd + 1) * sizeof(*u.rd2))))
-			rc = vms_error_set(VMS_ENOMEM, "out of memory");
-		for (size_t i = 0; rc == 0 && i < u.nrd; i++)
-			if (!x || u.rd[i] != x->pre)
-				u.rd2[u.nrd2++] = u.rd[i];
+		rc = uall_readers(p, f, &u);
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (rc == 0 && !deleting)
+	if (rc == 0 && !done)
 		rc = scan_family(&s);
+	if (rc == 0 && !done) {
+		pthread_mutex_lock(&p->lock);
+		ucount *c = malloc((u.nrd + 1) * sizeof(*c));
+		for (size_t i = 0; i < u.nrd; i++) {
+			if (u.rec[i] == vol)
+				blocks = u.cnt[i];
+			if (c)
+				c[i] = (ucount){u.rec[i], u.cnt[i]};
+		}
+		f = fam_get(p, s.fam);
+		if (c && f && f->ugen == gen) { /* kept for the next questions */
+			qsort(c, u.nrd, sizeof(*c), ucount_cmp);
+			free(f->uc);
+			f->uc = c;
+			f->nuc = u.nrd;
+			f->uc_gen = gen;
+			f->uc_valid = 1;
+			c = NULL;
+		}
+		free(c);
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (rc == 0)
-		*out = s.count << p->bshift;
+		*out = blocks << p->bshift;
 	free(u.rd);
-	free(u.rd2);
-	free(u.g1);
-	free(u.g2);
+	free(u.rec);
+	free(u.cnt);
 	free(u.g);
 	free(u.stack);
+	free(u.parent);
 	return rc;
 }
 

@@ -557,12 +557,18 @@ static int shadows(vms_pool *p, kfam *f, const vt_node *x, uint32_t *child)
 	return 1;
 }
 
-/* Drop P's key at lblk (if any) and free its block.  log_lock held. */
+/* Drop P's key at lblk (if any) and free its block.  log_lock held.  A
+ * tombstone stays: an unmap of L that looked at P's key before this and
+ * deletes L's own key after (its key_del may drop pool->lock between)
+ * must find the zeros it saw, not the older data above P. */
 static int shadow_drop(vms_pool *p, kfam *f, uint32_t parent, uint64_t lblk, uint64_t *freed)
 {
 	kt_key k = {lblk, parent};
-	int rc = kt_get(p, f->id, k, NULL); /* most blocks: none (no copy of the path) */
-	return rc <= 0 ? rc : drop_key(p, f, k, freed);
+	kt_val v = {0, 0};
+	int rc = kt_get(p, f->id, k, &v); /* most blocks: none (no copy of the path) */
+	if (rc <= 0 || !v.pblk)
+		return rc < 0 ? rc : 0;
+	return (rc = drop_key(p, f, k, freed)) < 0 ? rc : 1; /* 1: dropped */
 }
 
 /* One batch of the pass over child c's region for version v. */
@@ -593,22 +599,267 @@ static int shadow_step(vms_pool *p, kfam *f, uint32_t v, uint32_t c, uint64_t *f
 	return 1;
 }
 
-void klog_shadowed(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk)
+static int keyless_reader_child(vms_pool *p, kfam *f, uint32_t ver);
+
+/* Whether every reader of version c's line has a key of its own at lblk
+ * below or at c: 1 yes, 0 no (one reads through c's parent), -1 not known
+ * (deeper than depth, many children, an error).  May drop pool->lock. */
+static int line_shadows(vms_pool *p, kfam *f, uint32_t c, uint64_t lblk, int depth)
+{
+	kt_val v;
+	const vrec *r = ver_rec(p, f, c);
+	int delta = r && (r->flags & VREC_DELTA), rc = kt_get(p, f->id, (kt_key){lblk, c}, &v);
+	if (rc == 0 && delta)
+		rc = kt_get(p, f->id, delta_key(c, lblk), &v);
+	if (rc != 0)
+		return rc > 0 ? 1 : -1;
+	const vt_node *y = vt_find(&f->vt, c);
+	if (!y || !(r = vol_find(p, y->rec)))
+		return -1;
+	if (is_reader(r))
+		return 0;
+	if (!y->nchildren)
+		return 1; /* no one reads it */
+	uint32_t kids[64];
+	int n = vt_children(&f->vt, c, kids, 64), known = 1;
+	if (depth == 0 || n > 64)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		int s = line_shadows(p, f, kids[i], lblk, depth - 1);
+		if (s == 0)
+			return 0;
+		if (s < 0)
+			known = 0;
+	}
+	return known ? 1 : -1;
+}
+
+#define SUSPECT_MAX 65536u               /* queued lblks per family; more: a whole pass */
+
+void klog_shadowed(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk, int anc_data)
 {
 	kfam *f = fam_get(p, fid);
 	const vt_node *x = f ? vt_find(&f->vt, ver) : NULL;
 	const vt_node *px = x && x->parent ? vt_find(&f->vt, x->parent) : NULL;
-	uint32_t c = 0;
+	uint32_t c = 0, parent = px ? px->ver : 0;
 	uint64_t freed = 0;
-	if (!px || !shadows(p, f, px, &c) || c != ver)
-		return; /* the usual case: a snapshot still reads the parent */
-	uint32_t parent = px->ver;
-	log_lock(p, f); /* not within a collector step (which moves keys) */
-	x = vt_find(&f->vt, ver);
-	px = x && x->parent == parent ? vt_find(&f->vt, parent) : NULL;
-	if (px && shadows(p, f, px, &c) && c == ver)
-		(void)shadow_drop(p, f, parent, lblk, &freed); /* on failure the garbage waits */
-	log_unlock(p, f);
+	if (!px || !anc_data || is_reader(vol_find(p, px->rec)) || keyless_reader_child(p, f, parent))
+		return; /* the usual case: a snapshot still reads what ver read */
+	if (shadows(p, f, px, &c) && c == ver) { /* its parent's key, if there, is no one's */
+		int rc = 0;
+		log_lock(p, f); /* not within a collector step (which moves keys) */
+		x = vt_find(&f->vt, ver);
+		px = x && x->parent == parent ? vt_find(&f->vt, parent) : NULL;
+		if (px && shadows(p, f, px, &c) && c == ver)
+			rc = shadow_drop(p, f, parent, lblk, &freed); /* on failure the garbage waits */
+		log_unlock(p, f);
+		if (rc == 1)
+			return;
+	}
+	/* the key ver read may be no one's now only if every other line
+	 * under the parent has a key of its own there: mostly one does not
+	 * (a clone of a running volume: the volume still reads it) */
+	uint32_t kids[64];
+	int n = vt_children(&f->vt, parent, kids, 64);
+	for (int i = 0; i < n && i < 64; i++)
+		if (kids[i] != ver && line_shadows(p, f, kids[i], lblk, 3) == 0)
+			return;
+	/* the collector looks at the lblk's keys (suspect_step) */
+	if (f->nsuspect == SUSPECT_MAX) { /* it is behind: a pass over the parent instead */
+		f->nsuspect = 0;
+		fam_note(p, f, parent);
+	} else if (f->nsuspect < f->suspect_cap ||
+	           array_grow(&f->suspect, &f->suspect_cap, sizeof(*f->suspect)) == 0) {
+		f->suspect[f->nsuspect++] = lblk;
+		if (f->nsuspect == 1)
+			pool_kick(p);
+	}
+}
+
+/* ---- keys no reader reads under a version with several children -----------------
+ *
+ * A version P no one reads with two children or more (a snapshot deleted
+ * while it had clones, a volume's frozen version whose snapshot went):
+ * a key of P that every child's line overwrote is read by no one, but
+ * neither a merge (one child) nor the shadow drops (one live child) take
+ * it.  When P is noted (a reader below it went, a child's line changed),
+ * a pass over P's log looks at each of its keys with data against all
+ * the keys of that lblk and the readers, and drops those that serve none.
+ * Not when P has a child that is a reader without keys (a snapshot): that
+ * one reads every key of P, so nothing of P is garbage (the usual chain
+ * of snapshots costs a look at the children only).  A decision holds
+ * only while the family's ugen stays (no new key, reader or tombstone
+ * meanwhile: fam_changed); tombstones stay (shadow_drop says why). */
+
+typedef struct vkeys {
+	uint32_t *v;
+	kt_val *val;
+	size_t n, cap;
+} vkeys;
+
+static int vkeys_add(vkeys *k, uint32_t ver, kt_val v)
+{
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 16;
+		uint32_t *nv = realloc(k->v, cap * sizeof(*nv));
+		if (nv)
+			k->v = nv;
+		kt_val *nval = nv ? realloc(k->val, cap * sizeof(*nval)) : NULL;
+		if (!nval)
+			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+		k->val = nval;
+		k->cap = cap;
+	}
+	k->v[k->n] = ver;
+	k->val[k->n++] = v;
+	return 0;
+}
+
+static int vkeys_cb(void *ctx, kt_key k, kt_val v)
+{
+	return vkeys_add(ctx, k.ver, v);
+}
+
+/* Every key of lblk: the data keys and the delta regions' (versions w[m]).
+ * May drop pool->lock. */
+static int keys_at(vms_pool *p, kfam *f, uint64_t lblk, const uint32_t *w, size_t m, vkeys *out)
+{
+	out->n = 0;
+	int rc = kt_walk(p, f->id, (kt_key){lblk, 0}, (kt_key){lblk + 1, 0}, vkeys_cb, out);
+	for (size_t j = 0; rc >= 0 && j < m; j++) {
+		kt_val v = {0, 0};
+		if ((rc = kt_get(p, f->id, delta_key(w[j], lblk), &v)) == 1)
+			rc = vkeys_add(out, w[j], v);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* P has a child that is a reader without keys of its own. */
+static int keyless_reader_child(vms_pool *p, kfam *f, uint32_t ver)
+{
+	uint32_t kids[64];
+	int n = vt_children(&f->vt, ver, kids, 64);
+	for (int i = 0; i < n && i < 64; i++) {
+		const vrec *c = ver_rec(p, f, kids[i]);
+		if (is_reader(c) && !c->nkeys && !(c->flags & VREC_DELTA))
+			return 1;
+	}
+	return 0;
+}
+
+/* Drop the keys of ver (0: of any version no one reads) at lblks l[cnt]
+ * that serve no reader. */
+static int drop_unread(vms_pool *p, kfam *f, uint32_t ver, const uint64_t *l, unsigned cnt,
+                       uint64_t *freed)
+{
+	size_t nv = vt_count(&f->vt), m = 0, nrd = 0;
+	uint32_t *w = malloc((nv + 1) * sizeof(*w)), *rd = NULL;
+	vkeys k = {0};
+	uint64_t gen = f->ugen;
+	int rc = w ? k_readers(p, f, &rd, &nrd) : vms_error_set(VMS_ENOMEM, "out of memory");
+	for (size_t i = 0; rc >= 0 && i < nv; i++) { /* the versions with a delta region */
+		const vrec *r = vol_find(p, f->vt.v[i].rec);
+		if (r && (r->flags & VREC_DELTA))
+			w[m++] = f->vt.v[i].ver;
+	}
+	for (unsigned i = 0; rc >= 0 && i < cnt && f->ugen == gen; i++) {
+		if ((rc = keys_at(p, f, l[i], w, m, &k)) < 0 || f->ugen != gen)
+			break; /* a change while the lock was dropped: the next pass */
+		uint32_t drop = 0;
+		for (size_t j = 0; j < k.n && !drop; j++) {
+			if ((ver && k.v[j] != ver) || !k.val[j].pblk)
+				continue; /* not asked, or a tombstone (kept) */
+			const vrec *a = ver ? NULL : ver_rec(p, f, k.v[j]);
+			if (!ver && (!a || is_reader(a) || (a->flags & VREC_DELTA)))
+				continue; /* read by its own, unknown, or keys in a region */
+			if ((rc = k_key_serves(f, k.v[j], k.v, k.n, rd, nrd)) < 0)
+				break;
+			if (rc == 0)
+				drop = k.v[j];
+		}
+		if (rc < 0)
+			break;
+		if (!drop)
+			continue; /* read, or gone since it was logged */
+		kt_key key = {l[i], drop};
+		kt_val old = {0, 0};
+		if ((rc = kt_prepare(p, f->id, key)) < 0 || f->ugen != gen)
+			break;
+		if ((rc = kt_del(p, f->id, key, &old)) < 0)
+			break;
+		if (rc == 1 && old.pblk)
+			*freed += (uint64_t)sm_unref(p, old.pblk);
+		if (rc == 1)
+			count_keys(p, f, drop, -1);
+		rc = 0;
+	}
+	free(w);
+	free(rd);
+	free(k.v);
+	free(k.val);
+	return rc < 0 ? rc : 0;
+}
+
+void klog_reader_gone(vms_pool *p, uint64_t fid, uint32_t ver)
+{
+	kfam *f = fam_get(p, fid);
+	const vt_node *x = f ? vt_find(&f->vt, ver) : NULL;
+	fam_note(p, f, ver);
+	/* the keys only it read may be anywhere above, up to a version some
+	 * reader reads all of (itself a reader, or with a key-less reader
+	 * child: a snapshot; in a chain of snapshots the next one up) */
+	for (uint32_t a = x ? x->parent : 0; a;) {
+		const vt_node *y = vt_find(&f->vt, a);
+		if (!y || is_reader(vol_find(p, y->rec)))
+			break;
+		fam_note(p, f, a);
+		if (keyless_reader_child(p, f, a))
+			break;
+		a = y->parent;
+	}
+}
+
+/* One log node of the pass over version v: 1 done (more may follow), 0
+ * the pass is over. */
+static int garbage_step(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
+{
+	int rc = room(p, 0, "dropping keys no one reads");
+	if (rc < 0)
+		return rc;
+	if (f->gpass_ver != v) {
+		f->gpass_ver = v;
+		f->gpass_seq = 0;
+	}
+	for (;;) {
+		vrec *r = ver_rec(p, f, v);
+		node *n = NULL;
+		uint32_t seq = f->gpass_seq;
+		if (!r)
+			return no_rec(f, v);
+		if (seq >= r->log_seq) {
+			const vt_node *x = vt_find(&f->vt, v);
+			f->gpass_ver = 0;
+			if (x && x->parent) /* keys above may be no one's now too */
+				fam_note(p, f, x->parent);
+			return 0;
+		}
+		if ((rc = log_get(p, f->id, v, seq, &n)) < 0)
+			return rc;
+		if (f->gpass_ver != v || f->gpass_seq != seq)
+			continue; /* (not while log_lock is held; kept simple) */
+		f->gpass_seq = seq + 1;
+		if (rc == 0)
+			continue; /* that node went (merged away or dropped) */
+		unsigned cnt = lcount(n->data);
+		uint64_t *l = malloc((cnt + 1) * sizeof(*l));
+		if (!l)
+			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+		for (unsigned i = 0; i < cnt; i++)
+			l[i] = klog_entry(n->data, i);
+		rc = drop_unread(p, f, v, l, cnt, freed);
+		free(l);
+		return rc < 0 ? rc : 1;
+	}
 }
 
 /* A version no one reads through and without children: its keys, one
@@ -761,6 +1012,7 @@ static int splice(vms_pool *p, kfam *f, const vt_node *xp)
  * more), 0 nothing to do for v. */
 static int examine(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
 {
+	int rc;
 	const vt_node *x = vt_find(&f->vt, v);
 	if (!x)
 		return 0;
@@ -802,14 +1054,46 @@ static int examine(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
 		    !(f->shadow_done && f->shadow_ver == v && f->shadow_child == sc))
 			return shadow_step(p, f, v, sc, freed);
 	}
+	if (x->nchildren >= 2 && r && !(r->flags & (VREC_DELTA | VREC_MERGING | VREC_MERGE_DST)) &&
+	    !keyless_reader_child(p, f, v)) {
+		if (!r->nkeys) { /* what went below may have been the only reader of keys above */
+			fam_note(p, f, x->parent);
+		} else {
+			if ((rc = garbage_step(p, f, v, freed)) != 0)
+				return rc;
+			if (!(x = vt_find(&f->vt, v))) /* the lock may have dropped */
+				return 0;
+			r = vol_find(p, x->rec);
+		}
+	}
 	if (r && (r->flags & VREC_DELETING)) { /* must stay: a hidden interior now */
 		r->kind = VREC_INTERIOR;
 		r->flags = VREC_HIDDEN;
 		p->ndeleting--;
 		vol_mark(p, r);
+		fam_note(p, f, x->parent); /* what only it read above is no one's now */
 		return 1;
 	}
 	return 0;
+}
+
+/* A batch of the queued lblks (klog_shadowed): the keys there that no
+ * reader reads go. */
+static int suspect_step(vms_pool *p, kfam *f, uint64_t *freed)
+{
+	uint64_t l[256];
+	unsigned n = 0;
+	int rc = room(p, 0, "dropping keys no one reads");
+	if (rc < 0)
+		return rc;
+	while (f->nsuspect && n < 256)
+		l[n++] = f->suspect[--f->nsuspect];
+	if (f->nsuspect == 0 && f->suspect_cap > 1024) { /* give a large queue back */
+		free(f->suspect);
+		f->suspect = NULL;
+		f->suspect_cap = 0;
+	}
+	return (rc = drop_unread(p, f, 0, l, n, freed)) < 0 ? rc : 1;
 }
 
 /* One step of work in family f: 1 done, 0 none left. */
@@ -817,10 +1101,15 @@ static int family_step(vms_pool *p, kfam *f, uint64_t *freed)
 {
 	if (f->msrc) /* a merge in progress first */
 		return merge_step(p, f, f->msrc, f->mdst, freed);
+	if (f->nsuspect)
+		return suspect_step(p, f, freed);
 	while (f->ntodo) {
-		int rc = examine(p, f, f->todo[f->ntodo - 1], freed);
+		size_t at = f->ntodo - 1;
+		int rc = examine(p, f, f->todo[at], freed);
 		if (rc != 0)
 			return rc;
+		/* done with it: out of the stack, under what examine noted */
+		memmove(&f->todo[at], &f->todo[at + 1], (f->ntodo - at - 1) * sizeof(*f->todo));
 		f->ntodo--;
 	}
 	return 0;
@@ -831,7 +1120,7 @@ int k_reap_step(vms_pool *p, uint64_t *freed)
 	*freed = 0;
 	for (size_t i = 0; i < p->nfams; i++) {
 		kfam *f = p->fams[i];
-		if (!f->ntodo && !f->msrc)
+		if (!f->ntodo && !f->msrc && !f->nsuspect)
 			continue;
 		log_lock(p, f);
 		int rc = family_step(p, f, freed);
@@ -846,6 +1135,6 @@ uint64_t k_reap_pending(vms_pool *p)
 {
 	uint64_t n = 0;
 	for (size_t i = 0; i < p->nfams; i++)
-		n += p->fams[i]->ntodo || p->fams[i]->msrc;
+		n += p->fams[i]->ntodo || p->fams[i]->msrc || p->fams[i]->nsuspect;
 	return n;
 }
