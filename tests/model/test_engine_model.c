@@ -317,18 +317,19 @@ static int op_rollback(run *t)
 	return check_volume(t->pool, v, "after rollback");
 }
 
+static int op_reap_wait(run *t);
+static int op_flush(run *t, int how);
+
 /* Data blocks in use once the collector is done and the frees are
  * committed. */
 static int settled_data_blocks(run *t, uint64_t *out)
 {
 	vms_pool_stats st;
-	int rc = vms_pool_reap_wait(t->pool);
-	for (int i = 0; rc == 0 && i < 3; i++)
-		rc = vms_pool_commit(t->pool);
-	if (rc == 0)
-		rc = vms_pool_stats_get(&st, t->pool);
+	if (!op_reap_wait(t) || !op_flush(t, 1) || !op_flush(t, 1) || !op_flush(t, 1))
+		return 0;
+	int rc = vms_pool_stats_get(&st, t->pool);
 	if (rc < 0) {
-		fail("reap and commit: %d %s", rc, vms_error_last());
+		fail("stats: %d %s", rc, vms_error_last());
 		return 0;
 	}
 	*out = st.data_blocks;

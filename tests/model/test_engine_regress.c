@@ -309,13 +309,6 @@ TEST(rewriting_after_deleting_the_last_snapshot_frees_space_format_3)
 	unlink(path);
 }
 
-/* Found by test_engine_crash on format 3 (intermittent, likelier under CPU
- * load): a clone reads its source's view-cache entries for blocks it has
- * no key of its own for, checking its own delta region first.  A snapshot
- * of the clone moves what it wrote into the frozen version, so the check
- * missed it and the clone read its source's old data (or a block freed
- * and reused since).  The same for a volume rolled back and then
- * snapshotted.  A freeze now ends the source fallback. */
 /* Block-sized write of `fill` at off into src, a snapshot of it, and src
  * and the snapshot read it back. */
 static int write_then_snapshot_reads_it(vms_pool *pool, vms_vol_id src, int fill, uint64_t off)
@@ -334,6 +327,13 @@ static int write_then_snapshot_reads_it(vms_pool *pool, vms_vol_id src, int fill
 	return 1;
 }
 
+/* Found by test_engine_crash on format 3 (intermittent, likelier under CPU
+ * load): a clone reads its source's view-cache entries for blocks it has
+ * no key of its own for, checking its own delta region first.  A snapshot
+ * of the clone moves what it wrote into the frozen version, so the check
+ * missed it and the clone read its source's old data (or a block freed
+ * and reused since).  The same for a volume rolled back and then
+ * snapshotted.  A freeze now ends the source fallback. */
 TEST(a_clone_reads_its_own_writes_after_a_snapshot_of_it_format_3)
 {
 	char path[128];

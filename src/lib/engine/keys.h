@@ -228,11 +228,19 @@ void fam_changed(vms_pool *p, uint64_t fid);
 /* The pre numbers of family f's readers, sorted (malloc'd; the tree is
  * numbered by it). */
 int k_readers(vms_pool *p, kfam *f, uint32_t **out, size_t *nout);
-/* Whether version ver's key at some lblk serves a reader, given the
- * versions vers[n] with a key at that lblk and the readers rd[nrd] (of
- * k_readers, the tree's numbers unchanged since): 1 yes, 0 no (garbage;
- * also for a version not found: 1), or an error. */
-int k_key_serves(kfam *f, uint32_t ver, const uint32_t *vers, size_t n, const uint32_t *rd,
+/* The versions of family f that have a delta region (VREC_DELTA),
+ * malloc'd. */
+int k_region_versions(vms_pool *p, kfam *f, uint32_t **out, size_t *nout);
+/* A key of some lblk: its version and value. */
+typedef struct kver {
+	uint32_t ver;
+	kt_val val;
+} kver;
+/* Whether version ver's key at some lblk serves a reader, given all the
+ * keys keys[n] at that lblk and the readers rd[nrd] (of k_readers, the
+ * tree's numbers unchanged since): 1 yes, 0 no (garbage; a version not
+ * found: 1), or an error. */
+int k_key_serves(kfam *f, uint32_t ver, const kver *keys, size_t n, const uint32_t *rd,
                  size_t nrd);
 int fams_load(vms_pool *p);
 void fams_free(vms_pool *p);

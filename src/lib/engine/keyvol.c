@@ -814,7 +814,7 @@ static int vrange_cmp(const void *a, const void *b)
 	return x->pre < y->pre ? -1 : x->pre > y->pre;
 }
 
-int k_key_serves(kfam *f, uint32_t ver, const uint32_t *vers, size_t n, const uint32_t *rd,
+int k_key_serves(kfam *f, uint32_t ver, const kver *keys, size_t n, const uint32_t *rd,
                  size_t nrd)
 {
 	const vt_node *x = vt_find(&f->vt, ver);
@@ -825,7 +825,7 @@ int k_key_serves(kfam *f, uint32_t ver, const uint32_t *vers, size_t n, const ui
 		return x ? vms_error_set(VMS_ENOMEM, "out of memory for the collector") : 1;
 	}
 	for (size_t i = 0; i < n; i++) { /* the keys below ver's: what they serve is theirs */
-		const vt_node *y = vers[i] != ver ? vt_find(&f->vt, vers[i]) : NULL;
+		const vt_node *y = keys[i].ver != ver ? vt_find(&f->vt, keys[i].ver) : NULL;
 		if (y && y->pre > x->pre && y->pre <= x->post)
 			c[m++] = (vrange){y->pre, y->post};
 	}
@@ -906,6 +906,22 @@ static int gkey_cmp(const void *a, const void *b)
 	return kt_cmp(((const gkey *)a)->k, ((const gkey *)b)->k);
 }
 
+int k_region_versions(vms_pool *p, kfam *f, uint32_t **out, size_t *nout)
+{
+	size_t n = vt_count(&f->vt), m = 0;
+	uint32_t *w = malloc((n + 1) * sizeof(*w));
+	if (!w)
+		return vms_error_set(VMS_ENOMEM, "out of memory for the versions with a region");
+	for (size_t i = 0; i < n; i++) {
+		const vrec *r = vol_find(p, f->vt.v[i].rec);
+		if (r && (r->flags & VREC_DELTA))
+			w[m++] = f->vt.v[i].ver;
+	}
+	*out = w;
+	*nout = m;
+	return 0;
+}
+
 /* Add to batch b, as data keys, the delta-region keys of lblks [lo, *hi)
  * of f's versions that have a region; sort; keep one of two equal keys (a
  * key being flushed is in both places, with the same value).  A region
@@ -915,16 +931,11 @@ static int gkey_cmp(const void *a, const void *b)
  * the regions hold most keys, as a volume's before its first snapshot). */
 static int add_regions(vms_pool *p, kfam *f, gbatch *b, uint64_t lo, uint64_t *hi)
 {
-	size_t n = vt_count(&f->vt), m = 0;
-	uint32_t *w = malloc((n + 1) * sizeof(*w));
-	int rc = 0;
-	if (!w)
-		return vms_error_set(VMS_ENOMEM, "out of memory for a scan");
-	for (size_t i = 0; i < n; i++) { /* first: a walk may drop the lock */
-		const vrec *r = vol_find(p, f->vt.v[i].rec);
-		if (r && (r->flags & VREC_DELTA))
-			w[m++] = f->vt.v[i].ver;
-	}
+	size_t m = 0;
+	uint32_t *w = NULL;
+	int rc = k_region_versions(p, f, &w, &m); /* first: a walk may drop the lock */
+	if (rc < 0)
+		return rc;
 	for (size_t j = 0; rc >= 0 && j < m; j++) {
 		rgather g = {b, w[j], 0, 0};
 		kt_key to = *hi > UINT32_MAX ? (kt_key){DELTA_BASE + w[j] + 1, 0} : delta_key(w[j], *hi);
@@ -1012,7 +1023,6 @@ static int uall_group(kscan *s, kfam *f, const gkey *k, size_t n)
 {
 	uall *u = s->arg;
 	size_t m = 0, top = 0;
-	(void)s;
 	if (n > u->cap) {
 		size_t cap = n * 2;
 		gnode *g = realloc(u->g, cap * sizeof(*g));

@@ -399,9 +399,21 @@ static int room(vms_pool *p, uint64_t keep, const char *what)
 	return vms_error_set(VMS_ENOSPC, "pool is full: %s waits for free blocks", what);
 }
 
-/* The entries of version ver's first log node left, copied (the node may go
- * while pool->lock drops): 1 (*l, malloc'd, of *cnt; the node's *seq and
- * *blk), 0 when its log is empty, or an error. */
+/* Log node n's entries, copied (the node may go while pool->lock drops):
+ * *l malloc'd, of *cnt. */
+static int log_copy(const node *n, uint64_t **l, unsigned *cnt)
+{
+	*cnt = lcount(n->data);
+	if (!(*l = malloc((*cnt + 1) * sizeof(**l))))
+		return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
+	for (unsigned i = 0; i < *cnt; i++)
+		(*l)[i] = klog_entry(n->data, i);
+	return 0;
+}
+
+/* The entries of version ver's first log node left, copied: 1 (*l,
+ * malloc'd, of *cnt; the node's *seq and *blk), 0 when its log is empty,
+ * or an error. */
 static int log_first_entries(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t *seq,
                              uint64_t *blk, uint64_t **l, unsigned *cnt)
 {
@@ -409,13 +421,8 @@ static int log_first_entries(vms_pool *p, uint64_t fid, uint32_t ver, uint32_t *
 	int rc = log_first(p, fid, ver, seq, &n);
 	if (rc <= 0)
 		return rc;
-	*cnt = lcount(n->data);
 	*blk = n->blk;
-	if (!(*l = malloc((*cnt + 1) * sizeof(**l))))
-		return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
-	for (unsigned i = 0; i < *cnt; i++)
-		(*l)[i] = klog_entry(n->data, i);
-	return 1;
+	return (rc = log_copy(n, l, cnt)) < 0 ? rc : 1;
 }
 
 /* A version whose log is empty but whose record still counts keys. */
@@ -692,26 +699,15 @@ void klog_shadowed(vms_pool *p, uint64_t fid, uint32_t ver, uint64_t lblk, int a
  * meanwhile: fam_changed); tombstones stay (shadow_drop says why). */
 
 typedef struct vkeys {
-	uint32_t *v;
-	kt_val *val;
+	kver *k;
 	size_t n, cap;
 } vkeys;
 
 static int vkeys_add(vkeys *k, uint32_t ver, kt_val v)
 {
-	if (k->n == k->cap) {
-		size_t cap = k->cap ? 2 * k->cap : 16;
-		uint32_t *nv = realloc(k->v, cap * sizeof(*nv));
-		if (nv)
-			k->v = nv;
-		kt_val *nval = nv ? realloc(k->val, cap * sizeof(*nval)) : NULL;
-		if (!nval)
-			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
-		k->val = nval;
-		k->cap = cap;
-	}
-	k->v[k->n] = ver;
-	k->val[k->n++] = v;
+	if (k->n == k->cap && array_grow(&k->k, &k->cap, sizeof(*k->k)) < 0)
+		return VMS_ENOMEM;
+	k->k[k->n++] = (kver){ver, v};
 	return 0;
 }
 
@@ -752,30 +748,28 @@ static int keyless_reader_child(vms_pool *p, kfam *f, uint32_t ver)
 static int drop_unread(vms_pool *p, kfam *f, uint32_t ver, const uint64_t *l, unsigned cnt,
                        uint64_t *freed)
 {
-	size_t nv = vt_count(&f->vt), m = 0, nrd = 0;
-	uint32_t *w = malloc((nv + 1) * sizeof(*w)), *rd = NULL;
+	size_t m = 0, nrd = 0;
+	uint32_t *w = NULL, *rd = NULL;
 	vkeys k = {0};
 	uint64_t gen = f->ugen;
-	int rc = w ? k_readers(p, f, &rd, &nrd) : vms_error_set(VMS_ENOMEM, "out of memory");
-	for (size_t i = 0; rc >= 0 && i < nv; i++) { /* the versions with a delta region */
-		const vrec *r = vol_find(p, f->vt.v[i].rec);
-		if (r && (r->flags & VREC_DELTA))
-			w[m++] = f->vt.v[i].ver;
-	}
+	int rc = k_region_versions(p, f, &w, &m);
+	if (rc == 0)
+		rc = k_readers(p, f, &rd, &nrd);
 	for (unsigned i = 0; rc >= 0 && i < cnt && f->ugen == gen; i++) {
 		if ((rc = keys_at(p, f, l[i], w, m, &k)) < 0 || f->ugen != gen)
 			break; /* a change while the lock was dropped: the next pass */
 		uint32_t drop = 0;
 		for (size_t j = 0; j < k.n && !drop; j++) {
-			if ((ver && k.v[j] != ver) || !k.val[j].pblk)
+			uint32_t kv = k.k[j].ver;
+			if ((ver && kv != ver) || !k.k[j].val.pblk)
 				continue; /* not asked, or a tombstone (kept) */
-			const vrec *a = ver ? NULL : ver_rec(p, f, k.v[j]);
+			const vrec *a = ver ? NULL : ver_rec(p, f, kv);
 			if (!ver && (!a || is_reader(a) || (a->flags & VREC_DELTA)))
 				continue; /* read by its own, unknown, or keys in a region */
-			if ((rc = k_key_serves(f, k.v[j], k.v, k.n, rd, nrd)) < 0)
+			if ((rc = k_key_serves(f, kv, k.k, k.n, rd, nrd)) < 0)
 				break;
 			if (rc == 0)
-				drop = k.v[j];
+				drop = kv;
 		}
 		if (rc < 0)
 			break;
@@ -795,8 +789,7 @@ static int drop_unread(vms_pool *p, kfam *f, uint32_t ver, const uint64_t *l, un
 	}
 	free(w);
 	free(rd);
-	free(k.v);
-	free(k.val);
+	free(k.k);
 	return rc < 0 ? rc : 0;
 }
 
@@ -850,12 +843,10 @@ static int garbage_step(vms_pool *p, kfam *f, uint32_t v, uint64_t *freed)
 		f->gpass_seq = seq + 1;
 		if (rc == 0)
 			continue; /* that node went (merged away or dropped) */
-		unsigned cnt = lcount(n->data);
-		uint64_t *l = malloc((cnt + 1) * sizeof(*l));
-		if (!l)
-			return vms_error_set(VMS_ENOMEM, "out of memory for the collector");
-		for (unsigned i = 0; i < cnt; i++)
-			l[i] = klog_entry(n->data, i);
+		unsigned cnt = 0;
+		uint64_t *l = NULL;
+		if ((rc = log_copy(n, &l, &cnt)) < 0)
+			return rc;
 		rc = drop_unread(p, f, v, l, cnt, freed);
 		free(l);
 		return rc < 0 ? rc : 1;
